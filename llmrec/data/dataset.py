@@ -1,0 +1,60 @@
+"""A prepared dataset folder, as later stages (indexing, prompts, evaluation) read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from llmrec.artifacts import read_json
+from llmrec.errors import LlmrecError
+
+FILES = ("items.parquet", "interactions.parquet", "split.json", "stats.json", "meta.json")
+
+
+@dataclass
+class PreparedDataset:
+    path: Path
+    items: pa.Table
+    interactions: pa.Table
+    stats: dict[str, Any]
+    meta: dict[str, Any]
+    protocol: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> PreparedDataset:
+        path = Path(path)
+        missing = [f for f in FILES if not (path / f).exists()]
+        if missing:
+            raise LlmrecError(f"{path}: not a prepared dataset (missing {', '.join(missing)}); run `llmrec data prepare`")
+        return cls(
+            path=path,
+            items=pq.read_table(path / "items.parquet"),
+            interactions=pq.read_table(path / "interactions.parquet"),
+            stats=read_json(path / "stats.json"),
+            meta=read_json(path / "meta.json"),
+            protocol=read_json(path / "split.json"),
+        )
+
+    def histories(self, split: str) -> pa.Table:
+        """One row per user with a `split` target: user_id, history (item ids before it, in time order), target.
+
+        The history of a valid target is the user's training items; of a test target, training + valid items.
+        Only for leave-one-out splits, where each user has at most one target per split.
+        """
+        if self.protocol.get("method") != "loo":
+            raise LlmrecError(f"{self.path}: histories() needs a leave-one-out split, not {self.protocol.get('method')}")
+        allowed = {"valid": ["train"], "test": ["train", "valid"]}.get(split)
+        if allowed is None:
+            raise LlmrecError(f"split must be 'valid' or 'test', not {split!r}")
+        inter = self.interactions
+        before = inter.filter(pc.is_in(inter["split"], value_set=pa.array(allowed)))
+        # Ordered aggregation (one thread) keeps each user's items in time order.
+        hist = before.group_by("user_id", use_threads=False).aggregate([("item_id", "list")])
+        targets = inter.filter(pc.equal(inter["split"], split)).select(["user_id", "item_id"])
+        history = hist["item_id_list"].take(pc.index_in(targets["user_id"], value_set=hist["user_id"]))
+        return pa.table({"user_id": targets["user_id"], "history": history, "target": targets["item_id"]})
