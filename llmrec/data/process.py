@@ -63,7 +63,8 @@ def process(raw: RawDataset, opts: ProcessOptions, skips: SkipLog) -> Processed:
     inter = inter.take(pa.array(order))
     u, i = u[order], i[order]
     split = _loo(u, skips) if opts.split == "loo" else _temporal(inter, opts, has_time)
-    inter = inter.append_column("split", pa.array(np.asarray(SPLITS)[split]))
+    split_names = pa.DictionaryArray.from_arrays(pa.array(split), pa.array(SPLITS)).cast(pa.string())
+    inter = inter.append_column("split", split_names)
 
     train_pop = np.bincount(i[split == 0], minlength=len(item_codes.dictionary))  # (n_codes,)
     used = np.bincount(i, minlength=len(item_codes.dictionary)) > 0

@@ -57,7 +57,7 @@ def read_delimited(
 
     Policy: blank lines are skipped and counted. A line with the wrong number of fields, a missing required
     value or a value of the wrong type raises `DataError` naming the line, or with `on_bad_lines="skip"` is
-    skipped and counted per reason in `skips`. Ints and timestamps come out as int64, floats as float32.
+    skipped and counted per reason in `skips`. Ints and timestamps come out as int64, floats as float64.
     """
     path = Path(path)
     table, skipped_lines = _read_strings(path, columns, n_fields, delimiter, header_lines, encoding, quote_char, data)
@@ -74,12 +74,15 @@ def read_delimited(
         return header_lines + 1 + rows + np.searchsorted(p, rows, side="right")
 
     values = {c.name: pc.utf8_trim_whitespace(table.column(f"f{c.index}")) for c in columns}
-    blank = np.logical_and.reduce([_is_empty(v) for v in values.values()])
+    empty = {name: _is_empty(v) for name, v in values.items()}
+    blank = np.logical_and.reduce(list(empty.values()))
     keep = ~blank
     skips.add(path.name, "blank_line", int(blank.sum()), _first(line_of(np.flatnonzero(blank))))
 
+    typed = {}
     for col in columns:
-        bad = keep & _invalid(values[col.name], col)
+        typed[col.name], bad = _typed(values[col.name], empty[col.name], col)
+        bad &= keep
         if not bad.any():
             continue
         rows = np.flatnonzero(bad)
@@ -92,8 +95,12 @@ def read_delimited(
 
     if not keep.any():
         raise DataError(path, "no data rows (the file is empty or every line was skipped)")
-    mask = pa.array(keep)
-    return pa.table({c.name: _convert(values[c.name].filter(mask), c, path) for c in columns})
+    if not keep.all():
+        mask = pa.array(keep)
+        typed = {c.name: _typed(values[c.name].filter(mask), empty[c.name][keep], c)[0] for c in columns}
+    if any(c.kind == "timestamp" for c in columns):
+        typed = {c.name: _whole(typed[c.name], c, path) if c.kind == "timestamp" else typed[c.name] for c in columns}
+    return pa.table(typed)
 
 
 def _read_strings(path, columns, n_fields, delimiter, header_lines, encoding, quote_char, data):
@@ -158,25 +165,24 @@ def _is_empty(values: pa.ChunkedArray) -> np.ndarray:
     return pc.equal(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
 
 
-def _invalid(values: pa.ChunkedArray, col: Column) -> np.ndarray:
-    empty = _is_empty(values)
+def _typed(values: pa.ChunkedArray, empty: np.ndarray, col: Column) -> tuple[pa.ChunkedArray | None, np.ndarray]:
+    """Typed values (None if some do not parse) and the mask of bad rows (missing, or not of the kind).
+
+    The cast is tried first because it is fast; the regexes only run to find which rows are bad.
+    """
+    missing = empty & col.required
     if col.kind == "str":
-        return empty & col.required
-    pattern = _INT if col.kind == "int" else _FLOAT
-    wrong = ~pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
-    return (wrong & ~empty) | (empty & col.required)
+        return values, missing
+    if empty.any():
+        values = pc.if_else(pa.array(~empty), values, None)
+    try:
+        return pc.cast(values, pa.int64() if col.kind == "int" else pa.float64()), missing
+    except pa.ArrowInvalid:
+        ok = pc.fill_null(pc.match_substring_regex(values, _INT if col.kind == "int" else _FLOAT), True)
+        return None, missing | ~ok.to_numpy(zero_copy_only=False)
 
 
-def _convert(values: pa.ChunkedArray, col: Column, path: Path) -> pa.ChunkedArray:
-    if col.kind == "str":
-        return values
-    present = pc.not_equal(pc.utf8_length(values), 0)
-    values = pc.if_else(present, values, None)
-    if col.kind == "int":
-        return pc.cast(values, pa.int64())
-    if col.kind == "float":
-        return pc.cast(values, pa.float32())
-    seconds = pc.cast(values, pa.float64())
+def _whole(seconds: pa.ChunkedArray, col: Column, path: Path) -> pa.ChunkedArray:
     as_int = pc.cast(pc.floor(seconds), pa.int64())
     if pc.all(pc.equal(pc.cast(as_int, pa.float64()), seconds)).as_py() is False:
         raise DataError(path, "fractional timestamps are not supported; store whole units", field=col.name)
