@@ -20,7 +20,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: llmrec GROUP ACTION [options]   (llmrec GROUP ACTION --help for options)", "", "commands:"]
-    lines += [f"  llmrec {g} {a:<10} {desc}" for (g, a), (_, desc) in COMMANDS.items()]
+    lines += [f"  llmrec {g + ' ' + a:<16} {desc}" for (g, a), (_, desc) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -110,7 +110,7 @@ def format_stats(stats: dict) -> str:
     if "users_with_tied_timestamps_in_last_3" in stats:
         lines.append(f"users with tied timestamps in their last 3: {stats['users_with_tied_timestamps_in_last_3']}")
     drops = stats["drops"]
-    lines.append("dropped: " + ("nothing" if not drops else ""))
+    lines.append("dropped: nothing" if not drops else "dropped:")
     lines += [f"  {d['count']:>8}  {d['where']}: {d['reason']}" for d in drops]
     return "\n".join(lines)
 
