@@ -24,9 +24,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: install
 	$(BIN)/llmrec data prepare --config data_prep/configs/ml-100k.yaml --output $(DEMO_DIR)/dataset
+	$(BIN)/llmrec eval rank --data $(DEMO_DIR)/dataset --baseline most_popular --output $(DEMO_DIR)/report-most-popular --overwrite
 	@echo
 	@echo "outputs: $(DEMO_DIR)/dataset  (items.parquet, interactions.parquet, split.json, stats.json, meta.json)"
-	@echo "not yet in the demo: item indices, prompts, training and evaluation (open issues #3-#7)"
+	@echo "         $(DEMO_DIR)/report-most-popular  (the most-popular baseline: metrics.json, report.md, plots)"
+	@echo "not yet in the demo: item indices, prompts, SmolLM2 training and LLM evaluation (open issues #3-#7)"
 
 test: install
 	$(BIN)/python -m pytest -q tests
