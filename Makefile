@@ -31,6 +31,7 @@ demo: install
 	@echo "not yet in the demo: item indices, prompts, SmolLM2 training and LLM evaluation (open issues #3-#7)"
 
 test: install
+	$(BIN)/ruff check llmrec tests bench data_prep eval
 	$(BIN)/python -m pytest -q tests
 
 bench: install

@@ -30,12 +30,14 @@ def synthesize(folder: Path, n: int, seed: int = 0) -> None:
     n_users, n_items = max(n // 100, 10), max(n // 200, 10)
     users = rng.integers(0, n_users, n)
     items = np.minimum(rng.zipf(1.3, n), n_items) - 1
-    inter = pa.table({
-        "user": pa.array(users).cast(pa.string()),
-        "item": pa.array(items).cast(pa.string()),
-        "rating": pa.array(rng.integers(1, 6, n)),
-        "timestamp": pa.array(rng.integers(1_000_000_000, 1_100_000_000, n)),
-    })
+    inter = pa.table(
+        {
+            "user": pa.array(users).cast(pa.string()),
+            "item": pa.array(items).cast(pa.string()),
+            "rating": pa.array(rng.integers(1, 6, n)),
+            "timestamp": pa.array(rng.integers(1_000_000_000, 1_100_000_000, n)),
+        }
+    )
     ids = np.arange(n_items)
     titles = pa.table({"item": pa.array(ids).cast(pa.string()), "title": [f"Item number {i}" for i in ids]})
     write_atomic(folder / "synth.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float", inter)
@@ -49,6 +51,7 @@ def write_atomic(path: Path, header: str, table: pa.Table) -> None:
         options = pacsv.WriteOptions(delimiter="\t", quoting_style="none", include_header=False)
         pacsv.write_csv(table, f, options)
 
+
 def run_llmrec(folder: Path, out: Path) -> None:
     from llmrec.data import PrepareConfig, prepare
 
@@ -58,8 +61,13 @@ def run_llmrec(folder: Path, out: Path) -> None:
 def run_pandas(folder: Path, out: Path) -> None:
     import pandas as pd
 
-    df = pd.read_csv(folder / "synth.inter", sep="\t", header=0, names=["user_id", "item_id", "rating", "timestamp"],
-                     dtype={"user_id": str, "item_id": str})
+    df = pd.read_csv(
+        folder / "synth.inter",
+        sep="\t",
+        header=0,
+        names=["user_id", "item_id", "rating", "timestamp"],
+        dtype={"user_id": str, "item_id": str},
+    )
     items = pd.read_csv(folder / "synth.item", sep="\t", header=0, names=["item_id", "title"], dtype=str)
     df = df[df["item_id"].isin(items["item_id"])]
     df = df.sort_values(["user_id", "timestamp"], kind="stable").drop_duplicates(["user_id", "item_id"])
@@ -98,8 +106,11 @@ def main() -> None:
         print(f"synthetic: {args.n_interactions:,} interactions, {size_mb:,.0f} MiB ({time.perf_counter() - t:.1f} s)")
         results = {}
         for which in ("pandas", "llmrec"):
-            done = subprocess.run([sys.executable, __file__, "--child", which, str(folder), str(Path(tmp, which))],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", which, str(folder), str(Path(tmp, which))],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 sys.exit(f"{which} failed:\n{done.stderr}")
             results[which] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -107,7 +118,10 @@ def main() -> None:
         for which, r in results.items():
             print(f"{which:<10}{r['seconds']:>10.1f}{args.n_interactions / r['seconds']:>14,.0f}{r['peak_mb']:>10,.0f}")
         b, o = results["pandas"], results["llmrec"]
-        print(f"llmrec vs pandas: {b['seconds'] / o['seconds']:.2f}x faster, {o['peak_mb'] / b['peak_mb']:.2f}x the peak memory")
+        print(
+            f"llmrec vs pandas: {b['seconds'] / o['seconds']:.2f}x faster, "
+            f"{o['peak_mb'] / b['peak_mb']:.2f}x the peak memory"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Score ranked lists against a prepared dataset: the same as `llmrec eval rank` (see `--help`).
 
-    python eval/rank.py --rankings runs/x/rankings.jsonl --data runs/ml-100k/dataset --output runs/x/report
+python eval/rank.py --rankings runs/x/rankings.jsonl --data runs/ml-100k/dataset --output runs/x/report
 """
 
 import sys

@@ -14,7 +14,10 @@ from llmrec.errors import LlmrecError
 # (group, action) -> (module with main(argv), one-line description)
 COMMANDS = {
     ("data", "prepare"): ("llmrec.data.prepare", "raw files or a named dataset -> a split dataset folder"),
-    ("eval", "rank"): ("llmrec.evaluation.rank", "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots"),
+    ("eval", "rank"): (
+        "llmrec.evaluation.rank",
+        "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",
+    ),
     ("models", "fetch"): ("llmrec.models.resolve", "resolve models by name (embedded defaults) and print their paths"),
 }
 

@@ -47,13 +47,21 @@ def test_rankings_file_errors_name_the_line(tmp_path):
 
 
 def test_cli_writes_a_report_folder(dataset, tmp_path):
-    rankings = write(tmp_path / "r.jsonl", '{"user_id": "u1", "ranked_items": ["i4"]}\n'
-                                           '{"user_id": "u2", "ranked_items": ["i4", "i2"]}\n')
+    rankings = write(
+        tmp_path / "r.jsonl",
+        '{"user_id": "u1", "ranked_items": ["i4"]}\n{"user_id": "u2", "ranked_items": ["i4", "i2"]}\n',
+    )
     out = tmp_path / "report"
     main(["--rankings", str(rankings), "--data", str(dataset.path), "--output", str(out), "--ks", "1", "2"])
     assert sorted(p.name for p in out.iterdir()) == [
-        "meta.json", "metrics.json", "metrics_at_k.png", "ndcg_by_history_length.png", "popularity.png",
-        "rankings.jsonl", "report.md"]
+        "meta.json",
+        "metrics.json",
+        "metrics_at_k.png",
+        "ndcg_by_history_length.png",
+        "popularity.png",
+        "rankings.jsonl",
+        "report.md",
+    ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["hit@1"]["value"] == 0.5 and metrics["hit@2"]["value"] == 1.0
     assert "full ranking over 4 items" in metrics["protocol"]
@@ -62,8 +70,18 @@ def test_cli_writes_a_report_folder(dataset, tmp_path):
 
 def test_most_popular_baseline_on_ml100k(tmp_path):
     prepare(PrepareConfig(output=str(tmp_path / "ml"), dataset="ml-100k"))
-    main(["--data", str(tmp_path / "ml"), "--baseline", "most_popular", "--output", str(tmp_path / "r"),
-          "--n_bootstrap", "100"])
+    main(
+        [
+            "--data",
+            str(tmp_path / "ml"),
+            "--baseline",
+            "most_popular",
+            "--output",
+            str(tmp_path / "r"),
+            "--n_bootstrap",
+            "100",
+        ]
+    )
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     lists = [json.loads(line) for line in (tmp_path / "r" / "rankings.jsonl").read_text().splitlines()]
     assert len(lists) == 943 and all(len(r["ranked_items"]) == 20 for r in lists)

@@ -1,21 +1,22 @@
 """Grounding free text to catalog items: list parsing, exact/fuzzy/embedding matching, honest failures."""
 
 import pyarrow as pa
-import pytest
 
 from llmrec.grounding import TitleGrounder, parse_list
 from llmrec.grounding.ground import normalize_title
 
-ITEMS = pa.table({
-    "item_id": ["1", "2", "3", "4", "5"],
-    "title": ["Shawshank Redemption, The", "Toy Story", "Heat", "Heat", "Postino, Il"],
-    "year": [1994, 1995, 1995, 1986, 1994],
-    "popularity": [50, 40, 30, 5, 10],
-})
+ITEMS = pa.table(
+    {
+        "item_id": ["1", "2", "3", "4", "5"],
+        "title": ["Shawshank Redemption, The", "Toy Story", "Heat", "Heat", "Postino, Il"],
+        "year": [1994, 1995, 1995, 1986, 1994],
+        "popularity": [50, 40, 30, 5, 10],
+    }
+)
 
 
 def test_parse_numbered_bulleted_and_json_answers():
-    answer = "Sure! Here are some picks:\n1. **Toy Story (1995)**\n2) Heat\n\n3. \"The Matrix\"\nEnjoy!"
+    answer = 'Sure! Here are some picks:\n1. **Toy Story (1995)**\n2) Heat\n\n3. "The Matrix"\nEnjoy!'
     assert parse_list(answer) == ["Toy Story (1995)", "Heat", "The Matrix"]
     assert parse_list("- Heat\n* Toy Story\n• Fargo") == ["Heat", "Toy Story", "Fargo"]
     assert parse_list('Here: ["Heat", {"title": "Toy Story"}, 3]') == ["Heat", "Toy Story"]
@@ -33,7 +34,12 @@ def test_exact_then_fuzzy_with_typos_and_year_disambiguation():
     g = TitleGrounder(ITEMS)
     got = g.ground(["The Shawshank Redemption (1994)", "Toy Stroy", "Heat (1986)", "Heat", "Il Postino"])
     assert [(r.item_id, r.method) for r in got] == [
-        ("1", "exact"), ("2", "fuzzy"), ("4", "exact"), ("3", "exact"), ("5", "exact")]
+        ("1", "exact"),
+        ("2", "fuzzy"),
+        ("4", "exact"),
+        ("3", "exact"),
+        ("5", "exact"),
+    ]
     assert 85 <= got[1].score < 100
 
 

@@ -14,13 +14,19 @@ def test_accuracy_metrics_by_hand():
     hits = np.array([[0, 1, 0], [1, 0, 1]], bool)
     m = ranking_metrics(hits, np.array([1, 2]), ks=[1, 3])
     expected = {
-        "hit@1": [0, 1], "hit@3": [1, 1],
-        "recall@1": [0, 1 / 2], "recall@3": [1, 1],
-        "precision@1": [0, 1], "precision@3": [1 / 3, 2 / 3],
+        "hit@1": [0, 1],
+        "hit@3": [1, 1],
+        "recall@1": [0, 1 / 2],
+        "recall@3": [1, 1],
+        "precision@1": [0, 1],
+        "precision@3": [1 / 3, 2 / 3],
         "f1@3": [2 * (1 / 3) / (4 / 3), 2 * (2 / 3) / (5 / 3)],
-        "ndcg@1": [0, 1], "ndcg@3": [1 / L3, (1 + 1 / L4) / (1 + 1 / L3)],
-        "mrr@1": [0, 1], "mrr@3": [1 / 2, 1],
-        "map@1": [0, 1], "map@3": [1 / 2, (1 + 2 / 3) / 2],
+        "ndcg@1": [0, 1],
+        "ndcg@3": [1 / L3, (1 + 1 / L4) / (1 + 1 / L3)],
+        "mrr@1": [0, 1],
+        "mrr@3": [1 / 2, 1],
+        "map@1": [0, 1],
+        "map@3": [1 / 2, (1 + 2 / 3) / 2],
     }
     for name, values in expected.items():
         np.testing.assert_allclose(m[name], values, err_msg=name)

@@ -18,15 +18,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "llmrec.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "llmrec.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_prepare_writes_a_complete_folder(recbole_dir, tmp_path):
     out = tmp_path / "ds"
     prepare(PrepareConfig(output=str(out), input=str(recbole_dir)))
     assert sorted(p.name for p in out.iterdir()) == [
-        "interactions.parquet", "items.parquet", "meta.json", "split.json", "stats.json"]
+        "interactions.parquet",
+        "items.parquet",
+        "meta.json",
+        "split.json",
+        "stats.json",
+    ]
     stats = json.loads((out / "stats.json").read_text())
     assert (stats["n_users"], stats["n_items"], stats["n_interactions"]) == (3, 4, 8)
     meta = json.loads((out / "meta.json").read_text())
@@ -34,7 +40,9 @@ def test_prepare_writes_a_complete_folder(recbole_dir, tmp_path):
     ds = PreparedDataset.load(out)
     test = ds.histories("test").to_pylist()
     assert {r["user_id"]: (r["history"], r["target"]) for r in test} == {
-        "u1": (["i1", "i2", "i3"], "i4"), "u2": (["i1", "i3"], "i2")}
+        "u1": (["i1", "i2", "i3"], "i4"),
+        "u2": (["i1", "i3"], "i2"),
+    }
 
 
 def test_existing_output_needs_overwrite_and_failures_leave_nothing(recbole_dir, tmp_path):
@@ -76,8 +84,12 @@ def test_cli_help_lists_commands():
 
 
 def test_script_mirrors_cli(recbole_dir, tmp_path):
-    done = subprocess.run([sys.executable, "data_prep/prepare.py", "--input", str(recbole_dir), "--output",
-                           str(tmp_path / "ds")], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "data_prep/prepare.py", "--input", str(recbole_dir), "--output", str(tmp_path / "ds")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     assert pq.read_table(tmp_path / "ds" / "interactions.parquet").num_rows == 8
 

@@ -66,9 +66,19 @@ def test_dedup_first_and_last(skips):
 
 
 def test_k_core_cascades(skips):
-    rows = [("u", "x", 1, 1), ("u", "y", 1, 2), ("u", "v", 1, 3), ("t", "x", 1, 1), ("t", "v", 1, 2),
-            ("t", "y", 1, 3), ("w", "x", 1, 1), ("w", "z", 1, 2), ("w", "y", 1, 3), ("s", "x", 1, 1),
-            ("s", "v", 1, 2)]
+    rows = [
+        ("u", "x", 1, 1),
+        ("u", "y", 1, 2),
+        ("u", "v", 1, 3),
+        ("t", "x", 1, 1),
+        ("t", "v", 1, 2),
+        ("t", "y", 1, 3),
+        ("w", "x", 1, 1),
+        ("w", "z", 1, 2),
+        ("w", "y", 1, 3),
+        ("s", "x", 1, 1),
+        ("s", "v", 1, 2),
+    ]
     # users >= 3: s goes. items >= 2: z goes, which leaves w with 2 -> w goes too; x, y, v keep 2 each.
     out = process(raw_from(rows), ProcessOptions(min_user_interactions=3, min_item_interactions=2), skips)
     t = out.interactions

@@ -1,6 +1,5 @@
 """Every reader on small fixture files: canonical tables out, clear errors for bad input."""
 
-import pyarrow.compute as pc
 import pytest
 
 from llmrec.data.readers import read_source
@@ -39,20 +38,29 @@ def test_ml100k_raw(tmp_path, skips):
     write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
     flags = "|".join(["0"] * 19)
     genres_242 = "|".join("1" if g in (3, 5) else "0" for g in range(19))  # Animation, Comedy
-    u_item = f"242|Kolya (1996)|24-Jan-1997||http://x|{genres_242}\n302|Café Society (1995)|01-Jan-1995||http://y|{flags}\n"
+    u_item = (
+        f"242|Kolya (1996)|24-Jan-1997||http://x|{genres_242}\n302|Café Society (1995)|01-Jan-1995||http://y|{flags}\n"
+    )
     write(tmp_path / "u.item", u_item.encode("latin-1"))
     raw = read_source(tmp_path, skips=skips)
     items = {r["item_id"]: r for r in raw.items.to_pylist()}
-    assert items["242"] == {"item_id": "242", "title": "Kolya", "year": 1996,
-                            "categories": ["Animation", "Comedy"], "description": None}
+    assert items["242"] == {
+        "item_id": "242",
+        "title": "Kolya",
+        "year": 1996,
+        "categories": ["Animation", "Comedy"],
+        "description": None,
+    }
     assert items["302"]["title"] == "Café Society"
     assert raw.interactions["timestamp"].to_pylist() == [881250949, 891717742]
 
 
 def test_ml1m_double_colon_files(tmp_path, skips):
     write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
-    write(tmp_path / "movies.dat",
-          "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::Star Wars: Episode IV (1977)::Action|Sci-Fi\n")
+    write(
+        tmp_path / "movies.dat",
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::Star Wars: Episode IV (1977)::Action|Sci-Fi\n",
+    )
     raw = read_source(tmp_path, skips=skips)
     assert raw.interactions.to_pydict()["item_id"] == ["1193", "661"]
     items = {r["item_id"]: r for r in raw.items.to_pylist()}
@@ -69,8 +77,11 @@ def test_ml1m_bad_rating_names_line(tmp_path, skips):
 
 def test_ml_latest_csv_with_quoted_titles(tmp_path, skips):
     write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964981247\n")
-    write(tmp_path / "movies.csv",
-          'movieId,title,genres\n1,"American President, The (1995)",Comedy|Drama|Romance\n2,Heat (1995),(no genres listed)\n')
+    write(
+        tmp_path / "movies.csv",
+        'movieId,title,genres\n1,"American President, The (1995)",Comedy|Drama|Romance\n'
+        "2,Heat (1995),(no genres listed)\n",
+    )
     raw = read_source(tmp_path, skips=skips)
     items = {r["item_id"]: r for r in raw.items.to_pylist()}
     assert items["1"]["title"] == "American President, The" and items["1"]["year"] == 1995
@@ -96,20 +107,44 @@ def test_amazon_2018(tmp_path, skips, suffix):
     meta = write_jsonl(tmp_path / "meta.json", META_2018)
     raw = read_source(reviews, meta=meta, skips=skips)
     assert raw.format == "amazon-2018"
-    assert raw.interactions.to_pydict() == {"user_id": ["A1", "A2"], "item_id": ["B1", "B2"],
-                                            "rating": [5.0, 2.0], "timestamp": [1400000000, 1400000100]}
+    assert raw.interactions.to_pydict() == {
+        "user_id": ["A1", "A2"],
+        "item_id": ["B1", "B2"],
+        "rating": [5.0, 2.0],
+        "timestamp": [1400000000, 1400000100],
+    }
     assert raw.items.to_pydict()["description"] == ["Boils water.", "Holds tea."]
 
 
 def test_amazon_2023_uses_parent_asin(tmp_path, skips):
-    reviews = write_jsonl(tmp_path / "All_Beauty.jsonl", [
-        {"rating": 4.0, "title": "ok", "text": "fine", "asin": "V1", "parent_asin": "P1", "user_id": "U1",
-         "timestamp": 1588687728923, "verified_purchase": True},
-    ])
-    meta = write_jsonl(tmp_path / "meta_All_Beauty.jsonl", [
-        {"main_category": "Beauty", "title": "Soap", "parent_asin": "P1", "categories": [], "description": [],
-         "details": {"Brand": "X"}},
-    ])
+    reviews = write_jsonl(
+        tmp_path / "All_Beauty.jsonl",
+        [
+            {
+                "rating": 4.0,
+                "title": "ok",
+                "text": "fine",
+                "asin": "V1",
+                "parent_asin": "P1",
+                "user_id": "U1",
+                "timestamp": 1588687728923,
+                "verified_purchase": True,
+            },
+        ],
+    )
+    meta = write_jsonl(
+        tmp_path / "meta_All_Beauty.jsonl",
+        [
+            {
+                "main_category": "Beauty",
+                "title": "Soap",
+                "parent_asin": "P1",
+                "categories": [],
+                "description": [],
+                "details": {"Brand": "X"},
+            },
+        ],
+    )
     raw = read_source(reviews, meta=meta, skips=skips)
     assert raw.format == "amazon-2023"
     assert raw.interactions["item_id"].to_pylist() == ["P1"]

@@ -30,7 +30,9 @@ class PreparedDataset:
         path = Path(path)
         missing = [f for f in FILES if not (path / f).exists()]
         if missing:
-            raise LlmrecError(f"{path}: not a prepared dataset (missing {', '.join(missing)}); run `llmrec data prepare`")
+            raise LlmrecError(
+                f"{path}: not a prepared dataset (missing {', '.join(missing)}); run `llmrec data prepare`"
+            )
         return cls(
             path=path,
             items=pq.read_table(path / "items.parquet"),
@@ -47,7 +49,9 @@ class PreparedDataset:
         Only for leave-one-out splits, where each user has at most one target per split.
         """
         if self.protocol.get("method") != "loo":
-            raise LlmrecError(f"{self.path}: histories() needs a leave-one-out split, not {self.protocol.get('method')}")
+            raise LlmrecError(
+                f"{self.path}: histories() needs a leave-one-out split, not {self.protocol.get('method')}"
+            )
         allowed = {"valid": ["train"], "test": ["train", "valid"]}.get(split)
         if allowed is None:
             raise LlmrecError(f"split must be 'valid' or 'test', not {split!r}")

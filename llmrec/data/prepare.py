@@ -42,10 +42,12 @@ class PrepareConfig:
     )
     meta: str | None = field(default=None, metadata={"help": "Amazon metadata .jsonl(.gz) with titles (Amazon only)."})
     encoding: str | None = field(
-        default=None, metadata={"help": "Text encoding of the item file (default: the format's own, e.g. latin-1 for ml-100k)."}
+        default=None,
+        metadata={"help": "Text encoding of the item file (default: the format's own, e.g. latin-1 for ml-100k)."},
     )
     on_bad_lines: Literal["error", "skip"] = field(
-        default="error", metadata={"help": "Malformed lines: stop with file:line (error) or skip and count them (skip)."}
+        default="error",
+        metadata={"help": "Malformed lines: stop with file:line (error) or skip and count them (skip)."},
     )
     positive_threshold: float | None = field(
         default=None, metadata={"help": "Keep only ratings >= this as positives (e.g. 4). Default: every interaction."}
@@ -70,8 +72,9 @@ def prepare(config: PrepareConfig) -> Processed:
         raise LlmrecError("pass exactly one of --dataset NAME or --input PATH")
     skips = SkipLog()
     path, fmt = (fetch_dataset(config.dataset), None) if config.dataset else (Path(config.input), config.format)
-    raw = read_source(path, format=fmt, meta=config.meta, encoding=config.encoding,
-                      on_bad_lines=config.on_bad_lines, skips=skips)
+    raw = read_source(
+        path, format=fmt, meta=config.meta, encoding=config.encoding, on_bad_lines=config.on_bad_lines, skips=skips
+    )
     names = {f.name for f in dataclasses.fields(ProcessOptions)}
     result = process(raw, ProcessOptions(**{k: v for k, v in vars(config).items() if k in names}), skips)
 
@@ -105,7 +108,7 @@ def format_stats(stats: dict) -> str:
     lines = [
         f"users {stats['n_users']}  items {stats['n_items']}  interactions {stats['n_interactions']}  "
         f"density {stats['density']:.2%}",
-        f"train {s['train']['n_interactions']}  valid {s['valid']['n_interactions']}  test {s['test']['n_interactions']}",
+        "  ".join(f"{name} {s[name]['n_interactions']}" for name in ("train", "valid", "test")),
     ]
     if "users_with_tied_timestamps_in_last_3" in stats:
         lines.append(f"users with tied timestamps in their last 3: {stats['users_with_tied_timestamps_in_last_3']}")

@@ -33,8 +33,9 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int])
         out[f"hit@{k}"] = (n_hit > 0).astype(np.float64)
         out[f"recall@{k}"] = recall
         out[f"precision@{k}"] = precision
-        out[f"f1@{k}"] = np.divide(2 * precision * recall, precision + recall,
-                                   out=np.zeros_like(recall), where=precision + recall > 0)
+        out[f"f1@{k}"] = np.divide(
+            2 * precision * recall, precision + recall, out=np.zeros_like(recall), where=precision + recall > 0
+        )
         out[f"ndcg@{k}"] = (h * discount[:k]).sum(axis=1) / ideal
         out[f"mrr@{k}"] = np.where(n_hit > 0, 1.0 / (first + 1), 0.0)
         # AP@k = sum_i P@i * rel_i / min(n_rel, k), as RecBole's MAP.

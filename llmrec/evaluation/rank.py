@@ -85,8 +85,16 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
     held_out = dataset.histories(config.split).to_pylist()
     truth = {r["user_id"]: (r["target"], r["history"]) for r in held_out}
     by_user = {r["user_id"]: r for r in records}
-    counts = dict(users_evaluated=len(truth), users_without_rankings=0, unknown_users=0, listed_items=0,
-                  unknown_items=0, duplicate_items=0, history_items_removed=0, targets_overridden=0)
+    counts = dict(
+        users_evaluated=len(truth),
+        users_without_rankings=0,
+        unknown_users=0,
+        listed_items=0,
+        unknown_items=0,
+        duplicate_items=0,
+        history_items_removed=0,
+        targets_overridden=0,
+    )
     counts["unknown_users"] = sum(1 for u in by_user if u not in truth)
 
     users, lists, targets, hist_len = [], [], [], []
@@ -131,8 +139,10 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
 
 def protocol_line(dataset: PreparedDataset, config: RankEvalConfig) -> str:
     history = "history items excluded" if config.exclude_history else "history items kept"
-    return (f"split: {config.split} ({dataset.protocol.get('method')}, {dataset.protocol.get('order')}); "
-            f"full ranking over {dataset.items.num_rows} items; {history}; every user of the split averaged")
+    return (
+        f"split: {config.split} ({dataset.protocol.get('method')}, {dataset.protocol.get('order')}); "
+        f"full ranking over {dataset.items.num_rows} items; {history}; every user of the split averaged"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     k = 10 if 10 in config.ks else config.ks[-1]
     m = result.metrics
     print(f"wrote {config.output}\n{protocol}")
-    print(f"ndcg@{k} {m[f'ndcg@{k}']['value']:.4f}  recall@{k} {m[f'recall@{k}']['value']:.4f}  "
-          f"coverage@{k} {m[f'coverage@{k}']:.4f}  hallucination_rate {m['hallucination_rate']:.4f}")
+    print(
+        f"ndcg@{k} {m[f'ndcg@{k}']['value']:.4f}  recall@{k} {m[f'recall@{k}']['value']:.4f}  "
+        f"coverage@{k} {m[f'coverage@{k}']:.4f}  hallucination_rate {m['hallucination_rate']:.4f}"
+    )
 
 
 if __name__ == "__main__":

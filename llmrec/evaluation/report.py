@@ -17,8 +17,14 @@ BEYOND = ("coverage", "gini", "arp")
 
 
 def write_report_md(path: Path, metrics: dict[str, Any], protocol: str, ks: Sequence[int]) -> None:
-    lines = ["# Evaluation report", "", f"Protocol: {protocol}.", "",
-             "| metric | " + " | ".join(f"@{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Protocol: {protocol}.",
+        "",
+        "| metric | " + " | ".join(f"@{k}" for k in ks) + " |",
+        "|---" * (len(ks) + 1) + "|",
+    ]
     for name in ACCURACY:
         cells = []
         for k in ks:
@@ -27,8 +33,13 @@ def write_report_md(path: Path, metrics: dict[str, Any], protocol: str, ks: Sequ
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name in BEYOND:
         lines.append(f"| {name} | " + " | ".join(f"{metrics[f'{name}@{k}']:.4f}" for k in ks) + " |")
-    lines += ["", "Accuracy metrics: mean over users [95% bootstrap CI over users].", "",
-              "| count | value |", "|---|---|"]
+    lines += [
+        "",
+        "Accuracy metrics: mean over users [95% bootstrap CI over users].",
+        "",
+        "| count | value |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in metrics.items() if "@" not in k and k != "protocol"]
     lines += ["", "Plots: `metrics_at_k.png`, `popularity.png`, `ndcg_by_history_length.png`.", ""]
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def bootstrap_ci(per_user: np.ndarray, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
-                 ) -> tuple[float, float]:
+def bootstrap_ci(
+    per_user: np.ndarray, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean (Efron & Tibshirani, 1993, ch. 13), resampling users."""
     values = np.asarray(per_user, np.float64)
     if values.size == 0:
@@ -15,7 +16,7 @@ def bootstrap_ci(per_user: np.ndarray, *, n_resamples: int = 1000, level: float 
     means = np.empty(n_resamples)
     for start in range(0, n_resamples, 100):  # chunks bound memory at 100 x U indices
         idx = rng.integers(0, values.size, (min(100, n_resamples - start), values.size))
-        means[start:start + len(idx)] = values[idx].mean(axis=1)
+        means[start : start + len(idx)] = values[idx].mean(axis=1)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)

@@ -40,8 +40,9 @@ class Grounded:
 
 
 class TitleGrounder:
-    def __init__(self, items: pa.Table, *, fuzzy_cutoff: float | None = 85.0, encoder: str | None = None,
-                 gamma: float = 0.0) -> None:
+    def __init__(
+        self, items: pa.Table, *, fuzzy_cutoff: float | None = 85.0, encoder: str | None = None, gamma: float = 0.0
+    ) -> None:
         """items: a dataset's items table (item_id, title, year, popularity). fuzzy_cutoff None disables
         fuzzy matching; encoder (a sentence-transformers name or path) enables the embedding step."""
         self.ids = items["item_id"].to_pylist()
@@ -112,5 +113,7 @@ class TitleGrounder:
         p = (p - p.min()) / (p.max() - p.min()) if p.max() > p.min() else np.zeros_like(p)
         adjusted = dist * torch.as_tensor((1 + p) ** -self.gamma, dtype=dist.dtype)  # (M, N)
         best = adjusted.argmin(dim=1)
-        return [Grounded(m, self.ids[int(b)], "embedding", float(adjusted[k, b])) for k, (m, b) in
-                enumerate(zip(mentions, best))]
+        return [
+            Grounded(m, self.ids[int(b)], "embedding", float(adjusted[k, b]))
+            for k, (m, b) in enumerate(zip(mentions, best))
+        ]

@@ -18,18 +18,32 @@ from llmrec.data.skips import SkipLog
 from llmrec.errors import DataError
 
 REVIEWS = {
-    "2018": [JsonField("user_id", "reviewerID"), JsonField("item_id", "asin"),
-             JsonField("rating", "overall", "float", required=False), JsonField("timestamp", "unixReviewTime", "timestamp")],
-    "2023": [JsonField("user_id", "user_id"), JsonField("item_id", "parent_asin"),
-             JsonField("rating", "rating", "float", required=False), JsonField("timestamp", "timestamp", "timestamp")],
+    "2018": [
+        JsonField("user_id", "reviewerID"),
+        JsonField("item_id", "asin"),
+        JsonField("rating", "overall", "float", required=False),
+        JsonField("timestamp", "unixReviewTime", "timestamp"),
+    ],
+    "2023": [
+        JsonField("user_id", "user_id"),
+        JsonField("item_id", "parent_asin"),
+        JsonField("rating", "rating", "float", required=False),
+        JsonField("timestamp", "timestamp", "timestamp"),
+    ],
 }
 META = {
-    "2018": [JsonField("item_id", "asin"), JsonField("title", "title", required=False),
-             JsonField("categories", "category", "text", required=False),
-             JsonField("description", "description", "text", required=False)],
-    "2023": [JsonField("item_id", "parent_asin"), JsonField("title", "title", required=False),
-             JsonField("categories", "categories", "text", required=False),
-             JsonField("description", "description", "text", required=False)],
+    "2018": [
+        JsonField("item_id", "asin"),
+        JsonField("title", "title", required=False),
+        JsonField("categories", "category", "text", required=False),
+        JsonField("description", "description", "text", required=False),
+    ],
+    "2023": [
+        JsonField("item_id", "parent_asin"),
+        JsonField("title", "title", required=False),
+        JsonField("categories", "categories", "text", required=False),
+        JsonField("description", "description", "text", required=False),
+    ],
 }
 
 

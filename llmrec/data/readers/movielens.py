@@ -23,26 +23,45 @@ ML100K_GENRES = (
 
 def read_movielens(folder: Path, *, encoding: str | None, on_bad_lines: str, skips: SkipLog) -> RawDataset:
     common = dict(on_bad_lines=on_bad_lines, skips=skips)
-    rating_cols = [Column("user_id", 0, "id"), Column("item_id", 1, "id"), Column("rating", 2, "float"),
-                   Column("timestamp", 3, "timestamp")]
+    rating_cols = [
+        Column("user_id", 0, "id"),
+        Column("item_id", 1, "id"),
+        Column("rating", 2, "float"),
+        Column("timestamp", 3, "timestamp"),
+    ]
     if (folder / "u.data").exists():
         inter = read_delimited(folder / "u.data", rating_cols, n_fields=4, delimiter="\t", **common)
-        return RawDataset(inter, _ml100k_items(folder, encoding or "latin-1", common),
-                          files=[folder / "u.data", folder / "u.item"], format="movielens")
+        return RawDataset(
+            inter,
+            _ml100k_items(folder, encoding or "latin-1", common),
+            files=[folder / "u.data", folder / "u.item"],
+            format="movielens",
+        )
     if (folder / "ratings.dat").exists():
         inter = _read_double_colon(folder / "ratings.dat", rating_cols, 4, "utf-8", common)
-        movies = _read_double_colon(folder / "movies.dat", [Column("item_id", 0, "id"), Column("title", 1),
-                                    Column("genres", 2, required=False)], 3, encoding, common)
-        return RawDataset(inter, _titled_items(movies), files=[folder / "ratings.dat", folder / "movies.dat"],
-                          format="movielens")
+        movies = _read_double_colon(
+            folder / "movies.dat",
+            [Column("item_id", 0, "id"), Column("title", 1), Column("genres", 2, required=False)],
+            3,
+            encoding,
+            common,
+        )
+        return RawDataset(
+            inter, _titled_items(movies), files=[folder / "ratings.dat", folder / "movies.dat"], format="movielens"
+        )
     if (folder / "ratings.csv").exists():
         csv = dict(delimiter=",", header_lines=1, quote_char='"', **common)
         inter = read_delimited(folder / "ratings.csv", rating_cols, n_fields=4, **csv)
-        movies = read_delimited(folder / "movies.csv", [Column("item_id", 0, "id"), Column("title", 1),
-                                Column("genres", 2, required=False)], n_fields=3, encoding=encoding or "utf-8",
-                                **csv)
-        return RawDataset(inter, _titled_items(movies), files=[folder / "ratings.csv", folder / "movies.csv"],
-                          format="movielens")
+        movies = read_delimited(
+            folder / "movies.csv",
+            [Column("item_id", 0, "id"), Column("title", 1), Column("genres", 2, required=False)],
+            n_fields=3,
+            encoding=encoding or "utf-8",
+            **csv,
+        )
+        return RawDataset(
+            inter, _titled_items(movies), files=[folder / "ratings.csv", folder / "movies.csv"], format="movielens"
+        )
     raise DataError(folder, "no MovieLens ratings file (u.data, ratings.dat or ratings.csv)")
 
 
@@ -57,8 +76,14 @@ def _ml100k_items(folder: Path, encoding: str, common: dict) -> pa.Table:
     path = folder / "u.item"
     if not path.exists():
         raise DataError(path, "missing item file: llmrec needs item titles")
-    raw = read_delimited(path, [Column("item_id", 0, "id"), Column("title", 1), Column("released", 2, required=False),
-                         *flags], n_fields=n_fields, delimiter="|", encoding=encoding, **common)
+    raw = read_delimited(
+        path,
+        [Column("item_id", 0, "id"), Column("title", 1), Column("released", 2, required=False), *flags],
+        n_fields=n_fields,
+        delimiter="|",
+        encoding=encoding,
+        **common,
+    )
     title, year = split_title_year(raw["title"])
     # Genre flags -> "Action|Comedy" -> list, without a Python loop over rows.
     joined = pc.binary_join_element_wise(
@@ -66,8 +91,14 @@ def _ml100k_items(folder: Path, encoding: str, common: dict) -> pa.Table:
     )
     released_year = pc.cast(pc.utf8_slice_codeunits(raw["released"], -4), pa.int32(), safe=False)
     released_year = pc.if_else(pc.match_substring_regex(raw["released"], r"[0-9]{4}$"), released_year, None)
-    return pa.table({"item_id": raw["item_id"], "title": title, "year": pc.coalesce(year, released_year),
-                     "categories": split_list(joined, "|")})
+    return pa.table(
+        {
+            "item_id": raw["item_id"],
+            "title": title,
+            "year": pc.coalesce(year, released_year),
+            "categories": split_list(joined, "|"),
+        }
+    )
 
 
 def _read_double_colon(path: Path, columns, n_fields, encoding, common) -> pa.Table:
