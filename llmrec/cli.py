@@ -35,8 +35,8 @@ def run(module: str, argv: list[str]) -> int:
     except LlmrecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except ValueError as e:  # TrlParser reports unknown config keys and bad YAML values this way
-        if "config" in str(e).lower() or "argument" in str(e).lower():
+    except ValueError as e:  # TrlParser reports unknown config keys and non-mapping YAML this way
+        if str(e).startswith(("Unknown arguments from config file", "Config file")):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise

@@ -47,7 +47,7 @@ def process(raw: RawDataset, opts: ProcessOptions, skips: SkipLog) -> Processed:
     item_codes = pc.dictionary_encode(inter["item_id"]).combine_chunks()
     u = users.indices.to_numpy().astype(np.int64)  # (N,)
     i = item_codes.indices.to_numpy().astype(np.int64)  # (N,)
-    has_time = inter.num_rows > 0 and inter["timestamp"].null_count == 0
+    has_time = raw.has_timestamps
     # Stable sort: ties on (user, timestamp) keep the source file's order, as RecBole does, so the
     # held-out items match other tools' on data with equal timestamps.
     if has_time:

@@ -53,6 +53,7 @@ class Evaluation:
     targets: list[str]
     history_lengths: np.ndarray  # (U,)
     ranked: np.ndarray  # (U, K) item codes, -1 where no catalog item stands
+    target_codes: np.ndarray  # (U,) item code of each target, -2 if it is not in the catalog
 
 
 def load_rankings(path: str | Path) -> list[dict[str, Any]]:
@@ -88,14 +89,13 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
     counts = dict(
         users_evaluated=len(truth),
         users_without_rankings=0,
-        unknown_users=0,
+        unknown_users=sum(1 for u in by_user if u not in truth),
         listed_items=0,
         unknown_items=0,
         duplicate_items=0,
         history_items_removed=0,
         targets_overridden=0,
     )
-    counts["unknown_users"] = sum(1 for u in by_user if u not in truth)
 
     users, lists, targets, hist_len = [], [], [], []
     ranked = np.full((len(truth), k_max), -1, np.int64)
@@ -134,7 +134,7 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
     metrics.update(beyond_accuracy(ranked, dataset.items["popularity"].to_numpy(), config.ks))
     metrics["hallucination_rate"] = counts["unknown_items"] / counts["listed_items"] if counts["listed_items"] else 0.0
     metrics.update(counts)
-    return Evaluation(metrics, per_user, users, lists, targets, np.array(hist_len), ranked)
+    return Evaluation(metrics, per_user, users, lists, targets, np.array(hist_len), ranked, target_codes)
 
 
 def protocol_line(dataset: PreparedDataset, config: RankEvalConfig) -> str:

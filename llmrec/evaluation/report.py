@@ -62,13 +62,11 @@ def write_plots(out: Path, result: Evaluation, dataset: PreparedDataset, ks: Seq
 
     popularity = dataset.items["popularity"].to_numpy()
     recommended = result.ranked[:, : max(ks)]
-    ids = dataset.items["item_id"].to_pylist()
-    code = {item: c for c, item in enumerate(ids)}
-    held_out = [popularity[code[t]] for t in result.targets if t in code]
+    held_out = popularity[result.target_codes[result.target_codes >= 0]]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bins = np.logspace(0, np.log10(max(popularity.max(), 1) + 1), 30)
     ax.hist(popularity[recommended[recommended >= 0]] + 1, bins=bins, density=True, alpha=0.6, label="recommended")
-    ax.hist(np.asarray(held_out) + 1, bins=bins, density=True, alpha=0.6, label="held-out targets")
+    ax.hist(held_out + 1, bins=bins, density=True, alpha=0.6, label="held-out targets")
     ax.set(xscale="log", xlabel="training popularity + 1", ylabel="density", title="popularity")
     ax.legend()
     fig.tight_layout()
