@@ -14,6 +14,7 @@ from llmrec.errors import LlmrecError
 # (group, action) -> (module with main(argv), one-line description)
 COMMANDS = {
     ("data", "prepare"): ("llmrec.data.prepare", "raw files or a named dataset -> a split dataset folder"),
+    ("index", "build"): ("llmrec.indexing.build", "dataset folder -> item index (semantic IDs or P5 ids)"),
     ("eval", "rank"): (
         "llmrec.evaluation.rank",
         "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",

@@ -48,3 +48,58 @@ def recbole_dir(tmp_path: Path) -> Path:
     write(tmp_path / "toy" / "toy.inter", RECBOLE_INTER)
     write(tmp_path / "toy" / "toy.item", RECBOLE_ITEM)
     return tmp_path / "toy"
+
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
+
+
+def synthetic_dataset(root: Path, n_users: int = 30, n_items: int = 40, per_user: int = 8, seed: int = 0):
+    """A prepared dataset folder with `n_items` titled items ("Film 7", genres by item) and `per_user`
+    time-ordered interactions per user, drawn so users prefer items near their own number (some taste
+    structure for indexing and training to find). Returns the loaded PreparedDataset."""
+    import random
+
+    from llmrec.data import PrepareConfig, PreparedDataset, prepare
+
+    rng = random.Random(seed)
+    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for u in range(n_users):
+        picks = rng.sample(range(n_items), per_user)
+        picks.sort(key=lambda i: (i - u) % n_items)
+        inter += [f"u{u}\tm{i}\t{rng.randint(1, 5)}\t{1000 + t}" for t, i in enumerate(picks)]
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    items += [f"m{i}\tFilm {i}\t{1990 + i % 10}\t{GENRES[i % 6]} {GENRES[(i // 6) % 6]}" for i in range(n_items)]
+    write(root / "raw" / "syn.inter", "\n".join(inter) + "\n")
+    write(root / "raw" / "syn.item", "\n".join(items) + "\n")
+    prepare(PrepareConfig(output=str(root / "ds"), input=str(root / "raw")))
+    return PreparedDataset.load(root / "ds")
+
+
+@pytest.fixture
+def toy_dataset(recbole_dir, tmp_path):
+    """The recbole_dir fixture prepared: test targets u1 -> i4, u2 -> i2; u3 has train only."""
+    from llmrec.data import PrepareConfig, PreparedDataset, prepare
+
+    prepare(PrepareConfig(output=str(tmp_path / "ds"), input=str(recbole_dir)))
+    return PreparedDataset.load(tmp_path / "ds")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    from llmrec.models.resolve import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
+
+
+def tiny_model(vocab_size: int, seed: int = 0):
+    """A 2-layer Llama with hidden size 32 (SmolLM2's architecture, shrunk), built from a config."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    return LlamaForCausalLM(config)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llmrec.data import PrepareConfig, PreparedDataset, prepare
+from llmrec.data import PrepareConfig, prepare
 from llmrec.errors import DataError
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, load_rankings, main
 
@@ -12,9 +12,8 @@ from conftest import write
 
 
 @pytest.fixture
-def dataset(recbole_dir, tmp_path):
-    prepare(PrepareConfig(output=str(tmp_path / "ds"), input=str(recbole_dir)))
-    return PreparedDataset.load(tmp_path / "ds")  # test targets: u1 -> i4, u2 -> i2
+def dataset(toy_dataset):
+    return toy_dataset  # test targets: u1 -> i4, u2 -> i2
 
 
 def config(**kw):
