@@ -15,6 +15,7 @@ from llmrec.errors import LlmrecError
 COMMANDS = {
     ("data", "prepare"): ("llmrec.data.prepare", "raw files or a named dataset -> a split dataset folder"),
     ("index", "build"): ("llmrec.indexing.build", "dataset folder -> item index (semantic IDs or P5 ids)"),
+    ("prompts", "build"): ("llmrec.prompts.build", "dataset folder (+ index) -> chat datasets for TRL (Arrow, JSONL)"),
     ("eval", "rank"): (
         "llmrec.evaluation.rank",
         "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",

@@ -31,6 +31,7 @@ class RQVAESettings:
     batch_size: int = 1024
     lr: float = 1e-3
     sinkhorn_last: bool = False
+    dead_code_restarts: bool = True  # off only to measure what they buy (bench/bench_index.py)
     seed: int = 0
 
 
@@ -129,13 +130,14 @@ def train_rqvae(x: np.ndarray, s: RQVAESettings, log_every: int = 0) -> tuple[RQ
             opt.step()
             for level in range(s.levels):
                 used[level, codes[:, level]] = True
-        sample = data[torch.randperm(len(data), generator=gen)[:8192]]
-        model.restart_dead_codes(sample, used, gen)
+        if s.dead_code_restarts:
+            model.restart_dead_codes(data[torch.randperm(len(data), generator=gen)[:8192]], used, gen)
         if log_every and (epoch + 1) % log_every == 0:
             print(f"rqvae epoch {epoch + 1}/{s.epochs}: loss {loss.item():.5f} recon {recon.item():.5f}", flush=True)
     model.eval()
     codes = _assign(model, data)
-    for _ in range(3):  # final restarts without training: every code ends up owning at least one item
+    # Final restarts without training, so that every code ends up owning at least one item.
+    for _ in range(3 if s.dead_code_restarts else 0):
         used = torch.zeros(s.levels, s.codebook_size, dtype=torch.bool)
         for level in range(s.levels):
             used[level, codes[:, level]] = True

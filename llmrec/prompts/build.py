@@ -1,0 +1,227 @@
+"""`llmrec prompts build`: a dataset folder (+ item index) -> chat datasets for TRL, one per split.
+
+Rows (all splits share the columns; valid/test hold one row per user of the first family):
+  prompt, completion      conversational lists of {role, content} (TRL prompt-completion; loss on the
+                          completion only). With --sft_style messages: one `messages` column instead.
+  chosen, rejected, rejected_list   with --format preference (DPO; rejected_list for softmax-DPO).
+  user_id, target_item_id, template_id, family, split, history_item_ids, candidate_item_ids
+Items are shown by --item_format: `id` (the index's token string, or the title with year when no index
+is given), `title`, or `both`; targets are always the id the model must generate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from llmrec.data.dataset import PreparedDataset
+from llmrec.errors import LlmrecError
+from llmrec.indexing.embeddings import item_texts
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.indexing.p5 import title_strings
+from llmrec.prompts.render import RenderContext, render_batch
+from llmrec.prompts.rows import item_positions, sample_negatives, user_starts, window_rows
+from llmrec.prompts.templates import Family, load_family
+
+ITEM_TARGET_TASKS = ("sequential", "candidates", "zeroshot")
+
+
+@dataclass
+class PromptBuildConfig:
+    data: str = field(metadata={"help": "Prepared dataset folder (from `llmrec data prepare`)."})
+    output: str | None = field(default=None, metadata={"help": "Folder for the datasets (Arrow + JSONL)."})
+    index: str | None = field(default=None, metadata={"help": "Item index folder; default: titles with year."})
+    families: list[str] = field(
+        default_factory=lambda: ["sequential"],
+        metadata={"help": "Prompt families (shipped names or .yaml paths); the first one gives valid/test rows."},
+    )
+    weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Per family, a multiplier on its training rows (0.5 = half, sampled; 2 = twice). Default 1."},
+    )
+    item_format: Literal["id", "title", "both"] = field(
+        default="id", metadata={"help": "How items appear in prompts: the index id, the title, or both."}
+    )
+    format: Literal["sft", "preference"] = field(
+        default="sft", metadata={"help": "sft: prompt/completion. preference: adds chosen/rejected/rejected_list."}
+    )
+    sft_style: Literal["prompt_completion", "messages"] = field(
+        default="prompt_completion", metadata={"help": "SFT columns: prompt + completion, or one messages list."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "A system message put before every prompt."})
+    max_history: int = field(default=20, metadata={"help": "Most recent history items shown per row."})
+    min_history: int = field(default=1, metadata={"help": "Training windows need at least this many earlier items."})
+    n_candidates: int = field(default=20, metadata={"help": "candidates family: list size (target + negatives)."})
+    n_negatives: int = field(default=1, metadata={"help": "preference format: rejected items per row."})
+    positive_threshold: float = field(default=4.0, metadata={"help": "Ratings >= this count as liked (yes/no)."})
+    k: int = field(default=50, metadata={"help": "zeroshot family: how many recommendations to ask for."})
+    eval_template: str | None = field(
+        default=None, metadata={"help": "Template id for valid/test rows (an unseen one tests generalisation)."}
+    )
+    max_train_rows: int | None = field(default=None, metadata={"help": "Seeded sample of training rows (all)."})
+    max_eval_users: int | None = field(default=None, metadata={"help": "Seeded sample of valid/test users (all)."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer for --max_prompt_tokens (model name)."})
+    max_prompt_tokens: int | None = field(
+        default=None, metadata={"help": "Drop the oldest history until the chat prompt fits; the target is never cut."}
+    )
+    num_proc: int = field(default=1, metadata={"help": "Processes for rendering (datasets.map)."})
+    seed: int = field(default=0, metadata={"help": "Seed for templates, negatives, candidates and samples."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
+
+
+def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | None = None,
+                          index: ItemIndex | None = None, tokenizer: Any = None):
+    """-> datasets.DatasetDict with train, valid and test splits, rendered."""
+    import datasets
+
+    ds = dataset or PreparedDataset.load(config.data)
+    if index is None and config.index:
+        index = ItemIndex.load(config.index)
+    if index is not None:
+        index.check_dataset(ds.items, config.index or "index")
+    families = [load_family(f) for f in config.families]
+    weights = config.weights or [1.0] * len(families)
+    if len(weights) != len(families):
+        raise LlmrecError(f"--weights has {len(weights)} values for {len(families)} families")
+    if config.format == "preference" and families[0].task not in ITEM_TARGET_TASKS:
+        raise LlmrecError(f"--format preference needs an item-target family first, not {families[0].name}")
+    if tokenizer is None and config.max_prompt_tokens:
+        if not config.tokenizer:
+            raise LlmrecError("--max_prompt_tokens needs --tokenizer")
+        from transformers import AutoTokenizer
+
+        from llmrec.models.resolve import resolve_model
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer))
+    context = make_context(ds, index, config)
+    rng = np.random.default_rng(config.seed)
+    out = {}
+    for split in ("train", "valid", "test"):
+        tables = []
+        for fam, w in zip(families, weights) if split == "train" else [(families[0], 1.0)]:
+            tables.append(family_rows(fam, split, w, ds, context, config, rng))
+        rows = pa.concat_tables([t for t in tables if t.num_rows]) if any(t.num_rows for t in tables) else tables[0]
+        cap = config.max_train_rows if split == "train" else config.max_eval_users
+        if cap is not None and rows.num_rows > cap:
+            rows = rows.take(np.sort(rng.choice(rows.num_rows, cap, replace=False)))
+        if split == "train" and rows.num_rows == 0:
+            raise LlmrecError(f"{ds.path}: no training rows (users need > {config.min_history} training items)")
+        out[split] = datasets.Dataset(rows).map(
+            render_batch, batched=True, num_proc=config.num_proc if rows.num_rows > 1000 else None,
+            remove_columns=[c for c in rows.column_names if c.startswith("_")],
+            fn_kwargs={"ctx": context, "families": {f.name: f for f in families}, "tokenizer": tokenizer,
+                       "config": _render_settings(config)},
+            desc=f"rendering {split}",
+        )
+    return datasets.DatasetDict(out)
+
+
+def _render_settings(c: PromptBuildConfig) -> dict[str, Any]:
+    return {"format": c.format, "sft_style": c.sft_style, "system_prompt": c.system_prompt,
+            "max_prompt_tokens": c.max_prompt_tokens, "positive_threshold": c.positive_threshold, "k": c.k}
+
+
+def make_context(ds: PreparedDataset, index: ItemIndex | None, c: PromptBuildConfig) -> RenderContext:
+    titles, _ = title_strings(ds.items)
+    ident = index.tokens if index is not None else titles
+    shown = {"id": ident, "title": titles, "both": [f"{i} {t}" if i != t else t for i, t in zip(ident, titles)]}
+    inter = ds.interactions
+    reviews = inter["review"].to_pylist() if "review" in inter.column_names else None
+    return RenderContext(
+        item_ids=ds.items["item_id"].to_pylist(), ident=ident, shown=shown[c.item_format], titles=titles,
+        texts=item_texts(ds.items), index_tokens=index.tokens if index is not None and index.method != "title"
+        else None, inter_item=item_positions(inter, ds.items), inter_rating=inter["rating"].to_numpy(),
+        inter_user=inter["user_id"].to_numpy(zero_copy_only=False).astype(str), reviews=reviews,
+    )
+
+
+def family_rows(fam: Family, split: str, weight: float, ds: PreparedDataset, ctx: RenderContext,
+                c: PromptBuildConfig, rng: np.random.Generator) -> pa.Table:
+    """The un-rendered rows of one family and split: positions, template ids, negatives/candidates."""
+    n_items = len(ctx.item_ids)
+    if fam.task == "alignment":
+        if ctx.index_tokens is None:
+            raise LlmrecError("the alignment family needs an item index (--index) other than titles")
+        if split != "train":
+            return pa.table({})
+        target = np.arange(n_items)
+        cols = {"_target": -np.ones(n_items, np.int64), "_start": np.zeros(n_items, np.int64),
+                "_end": np.zeros(n_items, np.int64), "_item": target, "user_id": [""] * n_items}
+    else:
+        if fam.task == "explanation" and ctx.reviews is None:
+            raise LlmrecError(f"{ds.path}: the explanation family needs review text; this dataset has none")
+        w = window_rows(ds.interactions, split, c.max_history, c.min_history)
+        if fam.task == "explanation":
+            keep = np.array([bool(ctx.reviews[t]) for t in w["target"]], bool)
+            w = {k: v[keep] for k, v in w.items()}
+        cols = {"_target": w["target"], "_start": w["start"], "_end": w["end"],
+                "_item": ctx.inter_item[w["target"]], "user_id": ctx.inter_user[w["target"]].tolist()}
+    n = len(cols["_target"])
+    if split == "train":
+        reps = rng.permutation(n)[: int(round((weight % 1) * n))] if weight % 1 else np.array([], np.int64)
+        keep = np.sort(np.concatenate([np.tile(np.arange(n), int(weight)), reps])).astype(np.int64)
+        cols = {k: np.asarray(v)[keep] for k, v in cols.items()}
+        choices = fam.pick(seen=True)
+        template_ids = [choices[i].id for i in rng.integers(0, len(choices), len(keep))]
+    else:
+        template = c.eval_template or fam.pick(seen=True)[0].id
+        if template not in {t.id for t in fam.templates}:
+            raise LlmrecError(f"--eval_template {template!r} is not in family {fam.name}")
+        template_ids = [template] * n
+    n = len(template_ids)
+    cols["template_id"], cols["family"], cols["split"] = template_ids, [fam.name] * n, [split] * n
+    ustart = user_starts(ctx.inter_user)
+    n_neg = c.n_candidates - 1 if fam.task == "candidates" else c.n_negatives if c.format == "preference" else 0
+    if n_neg and fam.task != "alignment":
+        negatives = sample_negatives(ctx.inter_item, ustart, cols["_target"], n_items, n_neg, rng)
+    else:
+        negatives = np.zeros((n, 0), np.int64)
+    cols["_negatives"] = pa.array(list(negatives), pa.list_(pa.int64()))
+    cols["_shuffle"] = rng.integers(0, 2**31, n)
+    return pa.table({k: pa.array(v) if not isinstance(v, pa.Array) else v for k, v in cols.items()})
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trl import TrlParser
+
+    from llmrec.artifacts import atomic_dir, provenance, write_json
+
+    (config,) = TrlParser(PromptBuildConfig, prog="llmrec prompts build").parse_args_and_config(argv)
+    if not config.output:
+        raise LlmrecError("--output is required")
+    dd = build_prompt_datasets(config)
+    with atomic_dir(config.output, overwrite=config.overwrite) as out:
+        dd.save_to_disk(str(out / "arrow"))
+        for split, d in dd.items():
+            d.to_json(str(out / f"{split}.jsonl"), force_ascii=False)
+        write_json(out / "stats.json", prompt_stats(dd))
+        write_json(out / "meta.json", provenance(dataclasses.asdict(config)))
+    print(f"wrote {config.output}: " + ", ".join(f"{s} {len(d)} rows" for s, d in dd.items()))
+    families = dd["train"]["family"]
+    for fam in dict.fromkeys(families):
+        row = dd["train"][families.index(fam)]
+        print(f"\n--- {fam} ({row['template_id']}, user {row['user_id'] or '-'}) ---")
+        print(format_row(row))
+
+
+def format_row(row: dict) -> str:
+    messages = row.get("messages") or row["prompt"] + row["completion"]
+    return "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+
+
+def prompt_stats(dd) -> dict[str, Any]:
+    stats = {}
+    for split, d in dd.items():
+        fams = d["family"]
+        stats[split] = {"rows": len(d), "by_family": {f: fams.count(f) for f in dict.fromkeys(fams)},
+                        "rows_with_history_dropped_to_fit": sum(1 for x in d["n_dropped_history"] if x > 0)}
+    return stats
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
