@@ -1,16 +1,16 @@
 """Item index build time and quality, on ml-100k and on a synthetic 1M-item catalog.
 
 Each row: build seconds, raw collision rate (before TIGER's disambiguation level), per-level codebook
-usage and perplexity. The baseline, measured in the same run, is uniformly random codes of the same
-shape: the ratio `collisions vs random` says how much more (>1) or less (<1) a quantiser collides
-than chance; semantic codes cluster similar items, so some excess over chance is expected.
+usage and perplexity. Baselines, measured in the same run: plain residual quantisation without our
+additions (RQ-KMeans without balancing; RQ-VAE without dead-code restarts), so the ratios show what
+balancing and restarts buy in collisions and codebook usage.
 
     python bench/bench_index.py                 # needs runs/ml-100k/dataset (make demo) for the ml-100k part
     python bench/bench_index.py --n-items 100000 --skip-ml100k
 
-The synthetic catalog is a Gaussian mixture in 64 dimensions (embedding 1M texts with MiniLM would take
-hours on a laptop CPU and measures the encoder, not the index). Collaborative (spectral) indexing is run
-on ml-100k only: spectral clustering of a 1M-node graph is beyond this machine.
+The synthetic catalog is a Gaussian mixture in 64 dimensions with 65,536 components (embedding 1M texts
+with MiniLM would take hours on a laptop CPU and measures the encoder, not the index). Collaborative
+(spectral) indexing runs on ml-100k only: spectral clustering of a 1M-node graph is beyond this machine.
 """
 
 from __future__ import annotations
@@ -25,57 +25,63 @@ from llmrec.indexing.quantize import codebook_stats, disambiguate, residual_kmea
 from llmrec.indexing.rqvae import RQVAESettings, train_rqvae
 
 
-def row(name: str, seconds: float, codes: np.ndarray | None, raw: float, chance: float, sizes: list[int]) -> None:
-    levels = ""
-    if codes is not None:
-        stats = codebook_stats(codes, sizes)
-        levels = "  ".join(f"L{n} usage {s['codebook_usage']:.0%} ppl {s['perplexity']:.0f}" for n, s in enumerate(stats))
-    ratio = f"{raw / chance:.2f}x" if chance else "-"
-    print(f"{name:<28} {seconds:>8.1f} s  raw collisions {raw:6.2%} (vs random {ratio:>6})  {levels}", flush=True)
+def report(name: str, seconds: float, codes: np.ndarray) -> dict:
+    stats = codebook_stats(codes, [256] * codes.shape[1])
+    rate = disambiguate(codes)[1]
+    levels = "  ".join(f"L{n} usage {s['codebook_usage']:.0%} ppl {s['perplexity']:.0f}" for n, s in enumerate(stats))
+    print(f"{name:<34} {seconds:>7.1f} s  raw collisions {rate:6.2%}  {levels}", flush=True)
+    return {"rate": rate, "usage": min(s["codebook_usage"] for s in stats), "seconds": seconds}
 
 
-def random_rate(n: int, levels: int, k: int, seed: int = 1) -> float:
-    codes = np.random.default_rng(seed).integers(0, k, (n, levels))
-    return disambiguate(codes)[1]
+def compare(ours: dict, base: dict, what: str) -> None:
+    ratio = f"{base['rate'] / ours['rate']:.1f}x fewer" if ours["rate"] else "none left"
+    print(f"  -> {what}: collisions {ratio}; lowest level usage {ours['usage']:.0%} vs {base['usage']:.0%}; "
+          f"time {ours['seconds'] / base['seconds']:.2f}x", flush=True)
+
+
+def quantizers(x: np.ndarray, label: str, rqvae: RQVAESettings) -> None:
+    runs = {}
+    for balanced in (False, True):
+        t = time.perf_counter()
+        codes, _ = residual_kmeans(x, 3, 256, balanced=balanced)
+        runs[balanced] = report(f"{label} rqkmeans{' balanced' if balanced else ''}", time.perf_counter() - t, codes)
+    compare(runs[True], runs[False], "balanced vs plain RQ-KMeans")
+    for restarts in (False, True):
+        t = time.perf_counter()
+        _, codes, _ = train_rqvae(x, RQVAESettings(**{**vars(rqvae), "dead_code_restarts": restarts}))
+        runs[restarts] = report(f"{label} rqvae{' + restarts' if restarts else ''}", time.perf_counter() - t, codes)
+    compare(runs[True], runs[False], "restarts vs plain RQ-VAE")
 
 
 def ml100k(path: Path) -> None:
     from llmrec.data.dataset import PreparedDataset
     from llmrec.indexing.build import IndexBuildConfig, build_index
+    from llmrec.indexing.embeddings import embed_texts, item_texts
 
     ds = PreparedDataset.load(path)
-    chance = random_rate(ds.items.num_rows, 3, 256)
-    print(f"ml-100k: {ds.items.num_rows} items, 3 x 256 codes; uniformly random codes collide {chance:.2%}")
-    for method in ("rqvae", "rqkmeans", "random", "sequential", "collaborative", "title"):
+    x = embed_texts(item_texts(ds.items))
+    print(f"ml-100k: {ds.items.num_rows} items, all-MiniLM-L6-v2 title+year+genres, 3 x 256 codes")
+    quantizers(x, "ml-100k", RQVAESettings())
+    for method in ("rqkmeans", "random", "sequential", "collaborative", "title"):
         t = time.perf_counter()
-        index = build_index(IndexBuildConfig(data=str(path), output="", method=method), ds)
-        s, seconds = index.stats, time.perf_counter() - t
-        codes = np.array(index.codes) if s.get("levels") else None
-        row(f"ml-100k {method}", seconds, codes, s["collision_rate_raw"], chance if codes is not None else 0,
-            [lv["codebook_size"] for lv in s.get("levels", [])])
-        if "code_nn_recall@10" in s:
-            print(f"{'':<28} same-first-code distance {s['distance_same_first_code']:.3f} vs random pairs "
-                  f"{s['distance_random_pairs']:.3f}, code-space NN recall@10 {s['code_nn_recall@10']:.3f}")
+        s = build_index(IndexBuildConfig(data=str(path), output="", method=method), ds).stats
+        extra = (f", code-space NN recall@10 {s['code_nn_recall@10']:.3f}, same-first-code distance "
+                 f"{s['distance_same_first_code']:.3f} vs random pairs {s['distance_random_pairs']:.3f}"
+                 if "code_nn_recall@10" in s else "")
+        print(f"ml-100k index build --method {method:<14} {time.perf_counter() - t:6.1f} s  raw collisions "
+              f"{s['collision_rate_raw']:.2%}, final {s['collisions_final']}{extra}", flush=True)
 
 
 def synthetic(n: int, dim: int = 64, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(4096, dim)).astype(np.float32)
-    x = centers[rng.integers(0, 4096, n)] + 0.3 * rng.normal(size=(n, dim)).astype(np.float32)
+    centers = rng.normal(size=(65536, dim)).astype(np.float32)
+    x = centers[rng.integers(0, 65536, n)] + 0.5 * rng.normal(size=(n, dim)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    chance = random_rate(n, 3, 256)
-    print(f"synthetic: {n} items, {dim}-d Gaussian mixture, 3 x 256 codes; random codes collide {chance:.2%}")
-    for balanced in (False, True):
-        t = time.perf_counter()
-        codes, _ = residual_kmeans(x, 3, 256, balanced=balanced)
-        row(f"synthetic rqkmeans{' balanced' if balanced else ''}", time.perf_counter() - t, codes,
-            disambiguate(codes)[1], chance, [256] * 3)
-    t = time.perf_counter()
-    _, codes, _ = train_rqvae(x, RQVAESettings(epochs=3, batch_size=4096, hidden_dims=(128, 64)))
-    row("synthetic rqvae (3 epochs)", time.perf_counter() - t, codes, disambiguate(codes)[1], chance, [256] * 3)
+    print(f"synthetic: {n} items, {dim}-d Gaussian mixture, 3 x 256 codes")
+    quantizers(x, "synthetic", RQVAESettings(epochs=3, batch_size=4096, hidden_dims=(128, 64)))
     t = time.perf_counter()
     rng.permutation(n)
-    row("synthetic random (P5)", time.perf_counter() - t, None, 0.0, 0, [])
+    print(f"synthetic random (P5)               {time.perf_counter() - t:7.1f} s")
 
 
 def main() -> None:
