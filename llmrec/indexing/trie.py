@@ -21,6 +21,7 @@ class ItemTrie:
         if not sequences:
             raise ValueError("an ItemTrie needs at least one sequence")
         children: list[dict[int, int]] = [{}]
+        self.max_length = max(len(seq) for seq in sequences)
         self._leaf_item: dict[int, int] = {}
         for n, seq in enumerate(sequences):
             if not seq:
