@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 from llmrec.errors import LlmrecError
 
@@ -16,6 +17,7 @@ COMMANDS = {
     ("data", "prepare"): ("llmrec.data.prepare", "raw files or a named dataset -> a split dataset folder"),
     ("index", "build"): ("llmrec.indexing.build", "dataset folder -> item index (semantic IDs or P5 ids)"),
     ("prompts", "build"): ("llmrec.prompts.build", "dataset folder (+ index) -> chat datasets for TRL (Arrow, JSONL)"),
+    ("train", "sft"): ("llmrec.training.sft", "fine-tune an LLM recommender (same as recipes/sft.py)"),
     ("eval", "rank"): (
         "llmrec.evaluation.rank",
         "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",
@@ -30,10 +32,10 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def run(module: str, argv: list[str]) -> int:
-    """Call `module.main(argv)`, turning user errors into one line on stderr and exit status 2."""
+def run_guarded(fn: Callable[[], None]) -> int:
+    """Call `fn`, turning user errors into one line on stderr and exit status 2."""
     try:
-        importlib.import_module(module).main(argv)
+        fn()
     except LlmrecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -43,6 +45,10 @@ def run(module: str, argv: list[str]) -> int:
             return 2
         raise
     return 0
+
+
+def run(module: str, argv: list[str]) -> int:
+    return run_guarded(lambda: importlib.import_module(module).main(argv))
 
 
 def main(argv: list[str] | None = None) -> None:

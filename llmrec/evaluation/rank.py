@@ -79,11 +79,15 @@ def load_rankings(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: RankEvalConfig) -> Evaluation:
+def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: RankEvalConfig,
+             users: set[str] | None = None) -> Evaluation:
+    """Score `records` against every user of the split, or only `users` (a sample, said in the protocol)."""
     k_max = max(config.ks)
     item_ids = dataset.items["item_id"].to_pylist()
     code = {item: c for c, item in enumerate(item_ids)}
     held_out = dataset.histories(config.split).to_pylist()
+    if users is not None:
+        held_out = [r for r in held_out if r["user_id"] in users]
     truth = {r["user_id"]: (r["target"], r["history"]) for r in held_out}
     by_user = {r["user_id"]: r for r in records}
     counts = dict(

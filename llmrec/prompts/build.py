@@ -70,7 +70,7 @@ class PromptBuildConfig:
         default=None, metadata={"help": "Drop the oldest history until the chat prompt fits; the target is never cut."}
     )
     num_proc: int = field(default=1, metadata={"help": "Processes for rendering (datasets.map)."})
-    seed: int = field(default=0, metadata={"help": "Seed for templates, negatives, candidates and samples."})
+    prompt_seed: int = field(default=0, metadata={"help": "Seed for templates, negatives, candidates and samples."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
 
 
@@ -99,7 +99,7 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer))
     context = make_context(ds, index, config)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.prompt_seed)
     out = {}
     for split in ("train", "valid", "test"):
         tables = []

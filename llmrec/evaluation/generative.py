@@ -1,0 +1,35 @@
+"""Rank catalog items with a causal LM (trie-constrained beam search) and score them like any rankings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from llmrec.data.dataset import PreparedDataset
+from llmrec.evaluation.rank import Evaluation, RankEvalConfig, evaluate
+from llmrec.generation.recommend import recommend
+from llmrec.indexing.item_index import ItemIndex
+
+
+def sample_rows(rows: Any, n: int | None, seed: int = 0) -> Any:
+    """A seeded sample of `n` evaluation rows (one per user), or all of them."""
+    if n is None or n >= len(rows):
+        return rows
+    return rows.select(np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False)))
+
+
+def model_rankings(model: Any, tokenizer: Any, index: ItemIndex, rows: Any, k: int, batch_size: int = 16,
+                   progress: bool = True) -> list[dict[str, Any]]:
+    """Evaluation rows (prompt, user_id, target_item_id) -> rankings records, as rankings.jsonl holds them."""
+    trie = index.trie(tokenizer)
+    ranked, scores = recommend(model, tokenizer, rows["prompt"], trie, k, batch_size, progress)
+    return [{"user_id": u, "ranked_items": r, "scores": s, "target_item_id": t}
+            for u, r, s, t in zip(rows["user_id"], ranked, scores, rows["target_item_id"])]
+
+
+def evaluate_model(model: Any, tokenizer: Any, index: ItemIndex, dataset: PreparedDataset, rows: Any,
+                   config: RankEvalConfig, batch_size: int = 16, progress: bool = True) -> Evaluation:
+    """Rank for every row's user and score against the split (only those users when rows are a sample)."""
+    records = model_rankings(model, tokenizer, index, rows, max(config.ks), batch_size, progress)
+    return evaluate(dataset, records, config, users=set(rows["user_id"]))

@@ -1,0 +1,48 @@
+"""Load the model to fine-tune: pretrained (hub id, path or embedded default) or from scratch; add the
+item index's tokens; build the PEFT config (LoRA, or QLoRA on a 4-bit model) from TRL's ModelConfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig, get_peft_config, get_quantization_config
+
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.models.resolve import resolve_model
+from llmrec.training.config import RecArguments
+
+
+def load_for_training(margs: ModelConfig, rec: RecArguments, index: ItemIndex) -> tuple[Any, Any, Any]:
+    """-> (model, tokenizer, peft_config or None). The index's new tokens are added and embeddings resized."""
+    path = resolve_model(margs.model_name_or_path or "smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if rec.model_init == "scratch":
+        config = AutoConfig.from_pretrained(path)
+        config.update({"hidden_size": rec.scratch_hidden_size, "num_hidden_layers": rec.scratch_layers,
+                       "num_attention_heads": rec.scratch_heads, "num_key_value_heads": rec.scratch_heads,
+                       "intermediate_size": 4 * rec.scratch_hidden_size, "head_dim": None})
+        if hasattr(config, "head_dim"):
+            config.head_dim = rec.scratch_hidden_size // rec.scratch_heads
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        quantization = get_quantization_config(margs)
+        dtype = margs.dtype if margs.dtype in (None, "auto") else getattr(torch, margs.dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quantization)
+    index.add_to_tokenizer(tokenizer, model)
+    return model, tokenizer, get_peft_config(margs) if margs.use_peft else None
+
+
+def train_embedding_rows(model: Any, token_ids: list[int]) -> None:
+    """Make only the given rows of the (input, and tied output) embedding trainable, under PEFT.
+
+    PEFT's `trainable_token_indices` would do this, but it wraps the tied LM head, and TRL's SFTTrainer
+    computes the loss with a fused LM head that reads `lm_head.weight`/`.bias` directly, bypassing (and
+    failing on) the wrapper. Instead the embedding matrix is unfrozen and a gradient hook zeroes every
+    row but the new tokens'; PEFT saves the resized embedding beside the adapter (vocabulary changed)."""
+    weight = model.get_input_embeddings().weight
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)  # (V, 1)
+    mask[token_ids] = 1.0
+    weight.requires_grad_(True)
+    weight.register_hook(lambda grad: grad * mask)

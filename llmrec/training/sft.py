@@ -1,0 +1,123 @@
+"""Supervised fine-tuning of an LLM recommender on rendered prompts, with TRL's SFTTrainer.
+
+`train_sft` checks everything that can fail before training starts (output folder writable, index
+fits the dataset and tokenizer, training rows exist), resumes from the newest checkpoint in output_dir
+unless told otherwise, and leaves a standard Hugging Face / PEFT folder with the item index copied
+beside it (`item_index/`), the prompt settings (`llmrec.json`) and a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, SFTTrainer
+
+from llmrec.artifacts import write_json
+from llmrec.data.dataset import PreparedDataset
+from llmrec.errors import LlmrecError
+from llmrec.evaluation.generative import evaluate_model, sample_rows
+from llmrec.evaluation.rank import RankEvalConfig
+from llmrec.indexing.build import IndexBuildConfig, build_index
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
+from llmrec.training.callbacks import RankingEvalCallback
+from llmrec.training.card import write_model_card
+from llmrec.training.config import RecArguments, RecSFTConfig
+from llmrec.training.model import load_for_training, train_embedding_rows
+
+
+def check_output_dir(path: str) -> None:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        probe = Path(path) / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise LlmrecError(f"{path}: output_dir is not writable ({e.strerror})") from None
+
+
+def load_index(prompts: PromptBuildConfig, dataset: PreparedDataset) -> ItemIndex:
+    """The index named in the config, or titles with year (the BIGRec / TALLRec way of naming items)."""
+    if prompts.index:
+        index = ItemIndex.load(prompts.index)
+        index.check_dataset(dataset.items, prompts.index)
+        return index
+    return build_index(IndexBuildConfig(data=prompts.data, output="", method="title"), dataset)
+
+
+def resume_checkpoint(args: RecSFTConfig) -> str | None:
+    """An explicit resume_from_checkpoint wins; otherwise the newest checkpoint-N in output_dir, if any."""
+    if args.resume_from_checkpoint:
+        return args.resume_from_checkpoint
+    return get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+
+
+def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig, margs: ModelConfig) -> dict[str, Any]:
+    check_output_dir(args.output_dir)
+    if margs.use_peft and rec.train_new_tokens and args.weight_decay > 0:
+        raise LlmrecError("weight_decay > 0 with LoRA would decay every embedding row while the item tokens train; "
+                          "set weight_decay: 0 or train_new_tokens: false")
+    dataset = PreparedDataset.load(prompts.data)
+    index = load_index(prompts, dataset)
+    set_seed(args.seed)  # new embedding rows and LoRA weights start the same in every run and on every rank
+    model, tokenizer, peft_config = load_for_training(margs, rec, index)
+    index.token_ids(tokenizer)  # fails now, not after training, if the tokenizer lacks the index's tokens
+    splits = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
+    eval_rows = sample_rows(splits["valid"], rec.ranking_eval_users, args.seed)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=splits["train"], processing_class=tokenizer,
+                         peft_config=peft_config)
+    new_ids = tokenizer.convert_tokens_to_ids(index.new_tokens)
+    if peft_config is not None and new_ids and rec.train_new_tokens:
+        train_embedding_rows(trainer.model, new_ids)
+    ranking = RankingEvalCallback(trainer, index, dataset, eval_rows, rec.ranking_eval_steps, rec.ranking_k,
+                                  rec.ranking_batch_size, rec.ranking_eval_at_start)
+    trainer.add_callback(ranking)
+    start, checkpoint = time.perf_counter(), resume_checkpoint(args)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    trainer.save_model(args.output_dir)
+    result: dict[str, Any] = {"train_seconds": round(seconds, 1), "train_rows": len(splits["train"]),
+                              "resumed_from": checkpoint,
+                              "loss_history": [(e["step"], e["loss"]) for e in trainer.state.log_history
+                                               if "loss" in e]}
+    if rec.final_eval and trainer.is_world_process_zero():
+        config = RankEvalConfig(data=prompts.data, output="", split="valid", ks=[rec.ranking_k], n_bootstrap=200)
+        final = evaluate_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, index, dataset,
+                               eval_rows, config, rec.ranking_batch_size)
+        result["valid_metrics"] = {k: v for k, v in final.metrics.items() if "@" in k}
+        result["valid_users"] = len(eval_rows)
+    result["ranking_evals"] = ranking.history
+    if trainer.is_world_process_zero():
+        out = Path(args.output_dir)
+        if (out / "item_index").exists():
+            shutil.rmtree(out / "item_index")
+        index.save(out / "item_index")
+        write_json(out / "llmrec.json", {"prompts": dataclasses.asdict(prompts), "rec": dataclasses.asdict(rec),
+                                          "base_model": margs.model_name_or_path, "result": result})
+        write_model_card(out, prompts, rec, args, margs, dataset, index, result)
+        if args.push_to_hub:
+            trainer.push_to_hub()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trl import TrlParser
+
+    parser = TrlParser((PromptBuildConfig, RecArguments, RecSFTConfig, ModelConfig), prog="recipes/sft.py")
+    prompts, rec, args, margs = parser.parse_args_and_config(argv)
+    result = train_sft(prompts, rec, args, margs)
+    losses = result["loss_history"]
+    if losses:
+        print(f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}) "
+              f"in {result['train_seconds']} s")
+    for name, value in result.get("valid_metrics", {}).items():
+        if name.startswith(("ndcg", "recall")):
+            print(f"valid {name} {value['value']:.4f} [{value['ci95'][0]:.4f}, {value['ci95'][1]:.4f}]")
+    print(f"saved {args.output_dir}")

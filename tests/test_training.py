@@ -1,0 +1,198 @@
+"""SFT recipe on tiny from-config models: LoRA, QLoRA, full and scratch; resume; errors; 2 CPU ranks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from trl import ModelConfig, TrlParser
+
+from llmrec.errors import LlmrecError
+from llmrec.indexing.build import IndexBuildConfig, build_index
+from llmrec.prompts.build import PromptBuildConfig
+from llmrec.training.config import RecArguments, RecSFTConfig
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.training.model import train_embedding_rows
+from llmrec.training.sft import train_sft
+
+from conftest import synthetic_dataset, tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, smollm2_tokenizer):
+    """A synthetic dataset, a 2 x 8 semantic index for it, and a tiny Llama saved with SmolLM2's tokenizer."""
+    root = tmp_path_factory.mktemp("sft")
+    ds = synthetic_dataset(root, n_users=20, n_items=24)
+    build_index(IndexBuildConfig(data="", output="", method="rqkmeans", levels=2, codebook_size=8), ds).save(
+        root / "index")
+    tiny_model(len(smollm2_tokenizer)).save_pretrained(root / "tiny")
+    smollm2_tokenizer.save_pretrained(root / "tiny")
+    return root
+
+
+def argv(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--data", str(root / "ds"), "--index", str(root / "index"), "--model_name_or_path", str(root / "tiny"),
+            "--output_dir", str(out), "--max_steps", "3", "--per_device_train_batch_size", "4",
+            "--learning_rate", "1e-2", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
+            "--gradient_checkpointing", "false", "--ranking_eval_users", "4", "--ranking_k", "3",
+            "--max_history", "3", "--dtype", "float32", *extra]
+
+
+def parse(args: list[str]):
+    return TrlParser((PromptBuildConfig, RecArguments, RecSFTConfig, ModelConfig)).parse_args_and_config(args)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    name = "adapter_model.safetensors" if (folder / "adapter_model.safetensors").exists() else "model.safetensors"
+    return load_file(folder / name)
+
+
+def test_lora_trains_adapters_and_item_tokens_only(setup, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    result = train_sft(*parse(argv(setup, tmp_path / "out", "--use_peft", "--lora_r", "4",
+                                   "--lora_target_modules", "q_proj", "v_proj", "--ranking_eval_steps", "2")))
+    out = tmp_path / "out"
+    assert [s for s, _ in result["loss_history"]] == [1, 2, 3]
+    assert [e["step"] for e in result["ranking_evals"]] == [0, 2]  # untrained reference, then every 2 steps
+    assert {"README.md", "llmrec.json", "item_index", "adapter_config.json"} <= {p.name for p in out.iterdir()}
+    assert "LoRA (r=4" in (out / "README.md").read_text()
+    saved = weights(out)
+    lora_b = [v for k, v in saved.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means trained
+    tok = AutoTokenizer.from_pretrained(out)
+    new_ids = tok.convert_tokens_to_ids(ItemIndex.load(out / "item_index").new_tokens)
+    assert len(new_ids) == 16 and len(tok) == new_ids[-1] + 1  # the index's tokens, saved with the tokenizer
+    embedding = next(v for k, v in saved.items() if "embed_tokens" in k)  # saved beside the adapter
+    base = load_file(setup / "tiny" / "model.safetensors")["model.embed_tokens.weight"]
+    assert embedding.shape[0] == len(tok)
+    torch.testing.assert_close(embedding[: base.shape[0]], base)  # ordinary rows untouched
+    model = AutoPeftModelForCausalLM.from_pretrained(out)
+    again = AutoPeftModelForCausalLM.from_pretrained(out)
+    x = torch.tensor([[1, 2, 3] + new_ids[:2]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=x).logits, again(input_ids=x).logits)  # save/load identical
+        torch.testing.assert_close(model.get_input_embeddings()(torch.tensor(new_ids)), embedding[new_ids])
+
+
+def test_only_new_token_rows_train_under_lora(smollm2_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_model(100), LoraConfig(r=2, target_modules=["q_proj"]))
+    train_embedding_rows(model, [97, 98, 99])
+    before = model.get_input_embeddings().weight.detach().clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    model(input_ids=torch.tensor([[1, 97, 5, 98, 99]]), labels=torch.tensor([[1, 97, 5, 98, 99]])).loss.backward()
+    opt.step()
+    after = model.get_input_embeddings().weight.detach()
+    changed = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [97, 98, 99]
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # still tied
+
+
+def test_full_fine_tuning_changes_every_weight_matrix(setup, tmp_path):
+    train_sft(*parse(argv(setup, tmp_path / "out", "--final_eval", "false", "--ranking_eval_at_start", "false")))
+    before, after = load_file(setup / "tiny" / "model.safetensors"), weights(tmp_path / "out")
+    changed = [k for k in before if k in after and before[k].shape == after[k].shape
+               and not torch.equal(before[k], after[k])]
+    matrices = [k for k in before if before[k].dim() == 2 and "embed" not in k]
+    assert set(matrices) <= set(changed)
+    assert after["model.embed_tokens.weight"].shape[0] == before["model.embed_tokens.weight"].shape[0] + 16
+
+
+def test_qlora_trains_adapters_on_a_4bit_base(setup, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    result = train_sft(*parse(argv(setup, tmp_path / "out", "--use_peft", "--load_in_4bit", "--lora_r", "4",
+                                   "--lora_target_modules", "q_proj", "v_proj", "--final_eval", "false",
+                                   "--ranking_eval_at_start", "false")))
+    assert len(result["loss_history"]) == 3
+    assert all(v.abs().sum() > 0 for k, v in weights(tmp_path / "out").items() if "lora_B" in k)
+    assert "QLoRA" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_scratch_model_gets_the_configured_size(setup, tmp_path):
+    result = train_sft(*parse(argv(setup, tmp_path / "out", "--model_init", "scratch", "--scratch_hidden_size", "16",
+                                   "--scratch_layers", "1", "--scratch_heads", "2", "--ranking_eval_at_start",
+                                   "false")))
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"]) == (16, 1)
+    assert result["loss_history"][-1][1] < result["loss_history"][0][1]
+    assert "ndcg@3" in result["valid_metrics"]
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(setup, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    from llmrec.training import sft
+
+    common = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--final_eval", "false",
+              "--ranking_eval_at_start", "false", "--use_peft", "--lora_r", "4"]
+    train_sft(*parse(argv(setup, tmp_path / "full", *common)))
+
+    class CrashAfterStep2(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt  # the process dies right after checkpoint-2 is written
+
+    train = sft.SFTTrainer.train
+    monkeypatch.setattr(sft.SFTTrainer, "train", lambda self, **kw: (self.add_callback(CrashAfterStep2()),
+                                                                     train(self, **kw))[1])
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(*parse(argv(setup, tmp_path / "cut", *common)))
+    monkeypatch.setattr(sft.SFTTrainer, "train", train)
+    assert sorted(p.name for p in (tmp_path / "cut").glob("checkpoint-*")) == ["checkpoint-2"]
+    result = train_sft(*parse(argv(setup, tmp_path / "cut", *common)))  # the same command, run again
+    assert result["resumed_from"] == str(tmp_path / "cut" / "checkpoint-2")
+    assert [s for s, _ in result["loss_history"]] == [1, 2, 3, 4]  # steps 1-2 restored from the checkpoint
+    full, resumed = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert full.keys() == resumed.keys()
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k])
+
+
+def test_problems_are_reported_before_training(setup, tmp_path, toy_dataset):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        pytest.skip("running as a user who can write anywhere")
+    with pytest.raises(LlmrecError, match="not writable"):
+        train_sft(*parse(argv(setup, locked / "out")))
+
+
+def test_wrong_index_and_empty_training_data_fail_fast(setup, tmp_path, toy_dataset):
+    other = ["--data", str(toy_dataset.path)]
+    with pytest.raises(LlmrecError, match="built for another catalog"):
+        train_sft(*parse(argv(setup, tmp_path / "a") + other))
+    no_index = [a for a in argv(setup, tmp_path / "b") if a not in ("--index", str(setup / "index"))]
+    with pytest.raises(LlmrecError, match="no training rows"):
+        train_sft(*parse(no_index + other + ["--min_history", "10"]))
+
+
+def test_unknown_config_key_is_named(setup, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {setup / 'ds'}\noutput_dir: {tmp_path / 'o'}\nlerning_rate: 0.1\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "sft.py"), "--config", str(config)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "lerning_rate" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_two_cpu_ranks_train_in_sync(setup, tmp_path):
+    script = ROOT / "tests" / "ddp_worker.py"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "recipes" / "accelerate" / "cpu-2ranks.yaml"), str(script),
+           *argv(setup, tmp_path / "out", "--use_peft", "--lora_r", "4", "--final_eval", "false",
+                 "--ranking_eval_at_start", "false", "--max_steps", "2")]
+    env = {**os.environ, "LLMREC_DDP_DUMP": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert ranks[0]["checksum"] == ranks[1]["checksum"] and ranks[0]["changed"] > 0
