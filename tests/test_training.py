@@ -196,3 +196,19 @@ def test_two_cpu_ranks_train_in_sync(setup, tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["checksum"] == ranks[1]["checksum"] and ranks[0]["changed"] > 0
+
+
+def test_eval_rank_scores_a_trained_checkpoint_end_to_end(setup, tmp_path, capsys):
+    from llmrec.evaluation.rank import main as eval_main
+
+    train_sft(*parse(argv(setup, tmp_path / "ckpt", "--use_peft", "--lora_r", "4", "--final_eval", "false",
+                          "--ranking_eval_at_start", "false")))
+    eval_main(["--checkpoint", str(tmp_path / "ckpt"), "--data", str(setup / "ds"), "--output",
+               str(tmp_path / "report"), "--split", "test", "--ks", "1", "3", "--max_users", "5",
+               "--n_bootstrap", "20"])
+    assert "5 sampled users averaged" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["users_evaluated"] == 5 and metrics["hallucination_rate"] == 0.0  # constrained: real items
+    lines = (tmp_path / "report" / "rankings.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and all(len(json.loads(x)["ranked_items"]) <= 3 for x in lines)
+    assert {p.name for p in (tmp_path / "report").iterdir()} >= {"metrics.json", "report.md", "rankings.jsonl"}

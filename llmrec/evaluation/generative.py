@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,3 +34,31 @@ def evaluate_model(model: Any, tokenizer: Any, index: ItemIndex, dataset: Prepar
     """Rank for every row's user and score against the split (only those users when rows are a sample)."""
     records = model_rankings(model, tokenizer, index, rows, max(config.ks), batch_size, progress)
     return evaluate(dataset, records, config, users=set(rows["user_id"]))
+
+
+def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> list[dict[str, Any]]:
+    """Load a recipes/sft.py output folder and rank items for the users of `config.split`, rendering the
+    prompts exactly as in training (the settings are in its llmrec.json)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrec.artifacts import read_json
+    from llmrec.generation.recommend import pick_device
+    from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
+
+    folder = Path(config.checkpoint)
+    settings = read_json(folder / "llmrec.json")
+    index = ItemIndex.load(folder / "item_index")
+    index.check_dataset(dataset.items, config.data)
+    prompts = PromptBuildConfig(**{**settings["prompts"], "data": config.data, "max_train_rows": 1})
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if (folder / "adapter_config.json").exists():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.to(pick_device())
+    rows = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
+    rows = sample_rows(rows[config.split], config.max_users, config.seed)
+    return model_rankings(model, tokenizer, index, rows, max(config.ks), config.batch_size)

@@ -36,6 +36,14 @@ class RankEvalConfig:
     baseline: Literal["most_popular", "random"] | None = field(
         default=None, metadata={"help": "Score a reference ranker instead of --rankings."}
     )
+    checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A fine-tuned model folder (recipes/sft.py output): rank with trie-constrained beam search."},
+    )
+    max_users: int | None = field(
+        default=None, metadata={"help": "--checkpoint: a seeded sample of this many users (default: all)."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "--checkpoint: users per generation batch."})
     split: Literal["valid", "test"] = field(default="test", metadata={"help": "Held-out split to score against."})
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20], metadata={"help": "Cut-offs K for metric@K."})
     exclude_history: bool = field(default=True, metadata={"help": "Remove the user's history items from their list."})
@@ -141,11 +149,12 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
     return Evaluation(metrics, per_user, users, lists, targets, np.array(hist_len), ranked, target_codes)
 
 
-def protocol_line(dataset: PreparedDataset, config: RankEvalConfig) -> str:
+def protocol_line(dataset: PreparedDataset, config: RankEvalConfig, n_users: int | None = None) -> str:
     history = "history items excluded" if config.exclude_history else "history items kept"
+    users = "every user of the split averaged" if n_users is None else f"{n_users} sampled users averaged"
     return (
         f"split: {config.split} ({dataset.protocol.get('method')}, {dataset.protocol.get('order')}); "
-        f"full ranking over {dataset.items.num_rows} items; {history}; every user of the split averaged"
+        f"full ranking over {dataset.items.num_rows} items; {history}; {users}"
     )
 
 
@@ -155,15 +164,21 @@ def main(argv: list[str] | None = None) -> None:
     (config,) = TrlParser(RankEvalConfig, prog="llmrec eval rank").parse_args_and_config(argv)
     if any(k <= 0 for k in config.ks):
         raise LlmrecError("--ks must be positive")
-    if (config.rankings is None) == (config.baseline is None):
-        raise LlmrecError("pass exactly one of --rankings FILE or --baseline NAME")
+    if sum(x is not None for x in (config.rankings, config.baseline, config.checkpoint)) != 1:
+        raise LlmrecError("pass exactly one of --rankings FILE, --baseline NAME or --checkpoint DIR")
     dataset = PreparedDataset.load(config.data)
+    users = None
     if config.rankings:
         records = load_rankings(config.rankings)
-    else:
+    elif config.baseline:
         records = baseline_rankings(dataset, config.split, max(config.ks), config.baseline, config.seed)
-    result = evaluate(dataset, records, config)
-    protocol = protocol_line(dataset, config)
+    else:
+        from llmrec.evaluation.generative import checkpoint_rankings
+
+        records = checkpoint_rankings(config, dataset)
+        users = {r["user_id"] for r in records} if config.max_users else None
+    result = evaluate(dataset, records, config, users)
+    protocol = protocol_line(dataset, config, len(users) if users is not None else None)
     with atomic_dir(config.output, overwrite=config.overwrite) as out:
         write_json(out / "metrics.json", {"protocol": protocol, **result.metrics})
         with open(out / "rankings.jsonl", "w", encoding="utf-8") as f:
