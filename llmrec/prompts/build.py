@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
+from llmrec.artifacts import cache_dir
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
 from llmrec.indexing.embeddings import item_texts
@@ -29,6 +31,7 @@ from llmrec.prompts.rows import item_positions, sample_negatives, user_starts, w
 from llmrec.prompts.templates import Family, load_family
 
 ITEM_TARGET_TASKS = ("sequential", "candidates", "zeroshot")
+SPILL_ROWS = 500_000
 
 
 @dataclass
@@ -111,8 +114,11 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
             rows = rows.take(np.sort(rng.choice(rows.num_rows, cap, replace=False)))
         if split == "train" and rows.num_rows == 0:
             raise LlmrecError(f"{ds.path}: no training rows (users need > {config.min_history} training items)")
+        # Large outputs go to an Arrow file (memory-mapped) instead of RAM: 20M rendered rows are ~10 GB.
+        spill = str(cache_dir("prompts") / f"{split}-{uuid.uuid4().hex}.arrow") if rows.num_rows > SPILL_ROWS else None
         out[split] = datasets.Dataset(rows).map(
-            render_batch, batched=True, num_proc=config.num_proc if rows.num_rows > 1000 else None,
+            render_batch, batched=True, cache_file_name=spill,
+            num_proc=config.num_proc if config.num_proc > 1 and rows.num_rows > 1000 else None,
             remove_columns=[c for c in rows.column_names if c.startswith("_")],
             fn_kwargs={"ctx": context, "families": {f.name: f for f in families}, "tokenizer": tokenizer,
                        "config": _render_settings(config)},

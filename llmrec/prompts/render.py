@@ -38,7 +38,6 @@ def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int,
     user = str(ctx.inter_user[target]) if target >= 0 else ""
     if task == "alignment":
         return {"item_title": ctx.titles[item], "item_index": ctx.index_tokens[item], "item_text": ctx.texts[item]}, []
-    rated = [{"item": x, "rating": _rating(r)} for x, r in zip(shown, ctx.inter_rating[start:end])]
     rating = float(ctx.inter_rating[target])
     f: dict[str, Any] = {"user_id": user}
     if task in ("sequential", "candidates", "zeroshot"):
@@ -48,15 +47,17 @@ def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int,
         np.random.default_rng(shuffle).shuffle(cands)
         f.update(candidates=[ctx.shown[i] for i in cands], n_candidates=len(cands))
         return f, cands
+    if task in ("zeroshot", "rating"):
+        f["rated_history"] = [{"item": x, "rating": _rating(r)} for x, r in zip(shown, ctx.inter_rating[start:end])]
     if task == "zeroshot":
-        f.update(rated_history=rated, k=s["k"])
+        f["k"] = s["k"]
     elif task == "preference":
         liked = [x for x, r in zip(shown, ctx.inter_rating[start:end]) if r >= s["positive_threshold"]]
         disliked = [x for x, r in zip(shown, ctx.inter_rating[start:end]) if r < s["positive_threshold"]]
         f.update(liked=liked, disliked=disliked, item=ctx.shown[item],
                  target="Yes" if rating >= s["positive_threshold"] else "No")
     elif task == "rating":
-        f.update(rated_history=rated, item=ctx.shown[item], target=_rating(rating))
+        f.update(item=ctx.shown[item], target=_rating(rating))
     elif task == "explanation":
         f.update(item=ctx.shown[item], rating=_rating(rating), target=ctx.reviews[target])
     return f, []

@@ -50,7 +50,10 @@ class Template:
     seen: bool = True
 
     def render(self, fields: dict[str, Any]) -> tuple[str, str]:
-        return _compiled(self.input).render(**fields).strip(), _compiled(self.target).render(**fields).strip()
+        text = _compiled(self.input).render(**fields).strip()
+        if self.target == "{{ target }}":  # the common case, without a Jinja context per row
+            return text, str(fields["target"]).strip()
+        return text, _compiled(self.target).render(**fields).strip()
 
 
 _CACHE: dict[str, jinja2.Template] = {}
