@@ -83,10 +83,11 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     trainer.save_model(args.output_dir)
+    log = trainer.state.log_history
     result: dict[str, Any] = {"train_seconds": round(seconds, 1), "train_rows": len(splits["train"]),
                               "resumed_from": checkpoint,
-                              "loss_history": [(e["step"], e["loss"]) for e in trainer.state.log_history
-                                               if "loss" in e]}
+                              "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
+                              "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e]}
     if rec.final_eval and trainer.is_world_process_zero():
         config = RankEvalConfig(data=prompts.data, output="", split="valid", ks=[rec.ranking_k], n_bootstrap=200)
         final = evaluate_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, index, dataset,
