@@ -25,17 +25,28 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/llmrec data prepare --config data_prep/configs/ml-100k.yaml --output $(DEMO_DIR)/dataset
 	$(BIN)/llmrec eval rank --data $(DEMO_DIR)/dataset --baseline most_popular --output $(DEMO_DIR)/report-most-popular --overwrite
+	$(BIN)/llmrec index build --data $(DEMO_DIR)/dataset --method rqkmeans --output $(DEMO_DIR)/index-rqkmeans --overwrite
+	# The main job: SmolLM2-135M + LoRA on next-title prompts (~10 min on 2 CPU cores; resumes if interrupted).
+	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml recipes/sft.py \
+		--config recipes/configs/ml-100k/smollm2-lora-titles.yaml --data $(DEMO_DIR)/dataset --output_dir $(DEMO_DIR)/sft-lora-titles
+	$(BIN)/llmrec eval rank --checkpoint $(DEMO_DIR)/sft-lora-titles --data $(DEMO_DIR)/dataset --split test \
+		--max_users 100 --output $(DEMO_DIR)/report-sft-lora-titles --overwrite
 	@echo
-	@echo "outputs: $(DEMO_DIR)/dataset  (items.parquet, interactions.parquet, split.json, stats.json, meta.json)"
-	@echo "         $(DEMO_DIR)/report-most-popular  (the most-popular baseline: metrics.json, report.md, plots)"
-	@echo "not yet in the demo: item indices, prompts, SmolLM2 training and LLM evaluation (open issues #3-#7)"
+	@echo "outputs: $(DEMO_DIR)/dataset                  prepared ml-100k (parquet, split.json, stats.json)"
+	@echo "         $(DEMO_DIR)/report-most-popular      most-popular baseline, all 943 test users"
+	@echo "         $(DEMO_DIR)/index-rqkmeans           semantic IDs (items.jsonl, stats.json)"
+	@echo "         $(DEMO_DIR)/sft-lora-titles          LoRA adapter, tokenizer, item_index/, model card README.md"
+	@echo "         $(DEMO_DIR)/report-sft-lora-titles   the fine-tuned model on 100 sampled test users"
 
 test: install
-	$(BIN)/ruff check llmrec tests bench data_prep eval
+	$(BIN)/ruff check llmrec tests bench data_prep eval recipes
 	$(BIN)/python -m pytest -q tests
 
 bench: install
 	$(BIN)/python bench/bench_prepare.py
+	$(BIN)/python bench/bench_index.py
+	$(BIN)/python bench/bench_prompts.py
+	$(BIN)/python bench/bench_sft.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

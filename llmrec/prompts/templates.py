@@ -9,7 +9,6 @@ naming the file and template, before any row is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,9 @@ TASK_FIELDS: dict[str, set[str]] = {
 
 
 def family_dir() -> Path:
-    """The shipped families: prompts/ in a source checkout, `llmrec.prompt_families` in an installed wheel."""
-    checkout = Path(__file__).resolve().parents[2] / "prompts"
-    return checkout if checkout.is_dir() else Path(str(resources.files("llmrec.prompt_families")))
+    """The shipped families: prompts/, reached as llmrec/prompt_families (a symlink in a checkout, a copy
+    in an installed wheel)."""
+    return Path(__file__).resolve().parents[1] / "prompt_families"
 
 
 def shipped_families() -> list[str]:
