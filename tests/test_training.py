@@ -157,14 +157,11 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(setup, tmp_pa
         torch.testing.assert_close(resumed[k], full[k])
 
 
-def test_problems_are_reported_before_training(setup, tmp_path, toy_dataset):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    if os.access(locked, os.W_OK):
-        pytest.skip("running as a user who can write anywhere")
-    with pytest.raises(LlmrecError, match="not writable"):
-        train_sft(*parse(argv(setup, locked / "out")))
+def test_unwritable_output_dir_fails_before_loading_anything(setup, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a folder cannot be created inside a file, even by root
+    with pytest.raises(LlmrecError, match="output_dir is not writable"):
+        train_sft(*parse(argv(setup, blocker / "out")))
 
 
 def test_wrong_index_and_empty_training_data_fail_fast(setup, tmp_path, toy_dataset):
