@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 # below then leaves it alone (pip would otherwise pull a multi-GB CUDA build on CPU-only machines).
 TORCH ?= torch==2.13.0
 DEMO_DIR ?= runs/ml-100k
+# accelerate launch pins each process to 1 CPU thread unless told otherwise; one process gets them all.
+THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: install demo test bench clean
 
@@ -27,7 +29,7 @@ demo: install
 	$(BIN)/llmrec eval rank --data $(DEMO_DIR)/dataset --baseline most_popular --output $(DEMO_DIR)/report-most-popular --overwrite
 	$(BIN)/llmrec index build --data $(DEMO_DIR)/dataset --method rqkmeans --output $(DEMO_DIR)/index-rqkmeans --overwrite
 	# The main job: SmolLM2-135M + LoRA on next-title prompts (~10 min on 2 CPU cores; resumes if interrupted).
-	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml recipes/sft.py \
+	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml --num_cpu_threads_per_process $(THREADS) recipes/sft.py \
 		--config recipes/configs/ml-100k/smollm2-lora-titles.yaml --data $(DEMO_DIR)/dataset --output_dir $(DEMO_DIR)/sft-lora-titles
 	$(BIN)/llmrec eval rank --checkpoint $(DEMO_DIR)/sft-lora-titles --data $(DEMO_DIR)/dataset --split test \
 		--max_users 100 --output $(DEMO_DIR)/report-sft-lora-titles --overwrite
