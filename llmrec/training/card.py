@@ -37,8 +37,9 @@ def write_model_card(out: Path, prompts: PromptBuildConfig, rec: RecArguments, a
         f"- **Prompts:** families {', '.join(prompts.families)}, items shown as `{prompts.item_format}`, "
         f"history <= {prompts.max_history}, {result['train_rows']} training rows (training interactions only)",
         f"- **Hyper-parameters:** lr {args.learning_rate}, batch {args.per_device_train_batch_size} x "
-        f"{args.gradient_accumulation_steps} accumulation, max_steps {args.max_steps}, epochs {args.num_train_epochs}, "
-        f"max_length {args.max_length}, seed {args.seed}",
+        f"{args.gradient_accumulation_steps} accumulation, "
+        + (f"{args.max_steps} steps, " if args.max_steps > 0 else f"{args.num_train_epochs} epochs, ")
+        + f"max_length {args.max_length}, seed {args.seed}",
         f"- **Training:** {result['train_seconds']} s; loss "
         + (f"{result['loss_history'][0][1]:.3f} (step {result['loss_history'][0][0]}) -> "
            f"{result['loss_history'][-1][1]:.3f} (step {result['loss_history'][-1][0]})"
@@ -51,6 +52,10 @@ def write_model_card(out: Path, prompts: PromptBuildConfig, rec: RecArguments, a
                   f"beam search, history excluded)", "", "| metric | value | 95% CI |", "|---|---|---|"]
         lines += [f"| {name} | {m[name]['value']:.4f} | [{m[name]['ci95'][0]:.4f}, {m[name]['ci95'][1]:.4f}] |"
                   for name in (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}")]
+        start = [e for e in result.get("ranking_evals", []) if e["step"] == 0]
+        if start:
+            lines.append(f"\nBefore training (same users): ndcg@{k} {start[0][f'ranking/ndcg@{k}']:.4f}, "
+                         f"recall@{k} {start[0][f'ranking/recall@{k}']:.4f}.")
     lines += ["", "Evaluate on the test split: `llmrec eval rank --checkpoint THIS_FOLDER --data DATASET "
               "--output REPORT`."]
     (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
