@@ -28,7 +28,7 @@ demo: install
 	$(BIN)/llmrec data prepare --config data_prep/configs/ml-100k.yaml --output $(DEMO_DIR)/dataset
 	$(BIN)/llmrec eval rank --data $(DEMO_DIR)/dataset --baseline most_popular --output $(DEMO_DIR)/report-most-popular --overwrite
 	$(BIN)/llmrec index build --data $(DEMO_DIR)/dataset --method rqkmeans --output $(DEMO_DIR)/index-rqkmeans --overwrite
-	# The main job: SmolLM2-135M + LoRA on next-title prompts (~10 min on 2 CPU cores; resumes if interrupted).
+	# The main job: SmolLM2-135M + LoRA on next-title prompts (~13 min on 2 CPU cores; resumes if interrupted).
 	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml --num_cpu_threads_per_process $(THREADS) recipes/sft.py \
 		--config recipes/configs/ml-100k/smollm2-lora-titles.yaml --data $(DEMO_DIR)/dataset --output_dir $(DEMO_DIR)/sft-lora-titles
 	$(BIN)/llmrec eval rank --checkpoint $(DEMO_DIR)/sft-lora-titles --data $(DEMO_DIR)/dataset --split test \
