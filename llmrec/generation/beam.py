@@ -26,40 +26,54 @@ def trie_beam_search(
     max_steps: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompts (B, T) -> item indices (B, W) (-1 where fewer than W items exist) and scores (B, W),
-    best first."""
+    best first.
+
+    W live beams extend per step; a candidate that completes an item moves to a pool of the W best
+    finished items (as transformers' beam search keeps finished hypotheses aside). Log-probs only fall as
+    sequences grow, so a row stops once its best live beam scores below its W-th finished item: from then
+    on the pool is exactly what an unbounded search with this beam would return.
+    """
     B, W, device = input_ids.shape[0], num_beams, input_ids.device
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
                 use_cache=True)
-    logp = out.logits[:, -1].float().log_softmax(-1)  # (B, V)
-    states = trie.initial(B)
-    logp = logp.masked_fill(~trie.allowed(states).to(device), float("-inf"))
-    scores, tokens = logp.topk(W, dim=-1)  # (B, W)
-    states = trie.step(states.repeat_interleave(W), tokens.flatten().cpu())  # (B*W,)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(W)
-    mask = attention_mask.repeat_interleave(W, dim=0)  # (B*W, T)
-    scores, tokens = scores.flatten(), tokens.flatten()  # (B*W,)
-    for _ in range(max_steps):
-        done = (trie.item_at(states) >= 0) | (states < 0)  # complete items, and dead beams (too few items)
-        if bool(done.all()):
+    cache, mask = out.past_key_values, attention_mask
+    states = trie.initial(B)  # (B,) live beams: one per row at the root
+    scores = torch.zeros(B, 1, device=device)  # (B, 1)
+    pool_items = torch.full((B, W), -1, dtype=torch.long)  # (B, W) finished items
+    pool_scores = torch.full((B, W), float("-inf"), device=device)  # (B, W)
+    logits = out.logits[:, -1]
+    for _ in range(max_steps + 1):
+        beams = scores.shape[1]
+        logp = logits.float().log_softmax(-1)  # (B*beams, V)
+        logp = logp.masked_fill(~trie.allowed(states).to(device), float("-inf"))
+        V = logp.shape[1]
+        total = (scores.reshape(-1, 1) + logp).view(B, beams * V)  # (B, beams*V)
+        cand_scores, flat = total.topk(min(2 * W, beams * V), dim=-1)  # (B, C): W finished + W live suffice
+        parent = flat // V + torch.arange(B, device=device)[:, None] * beams  # (B, C) index into live beams
+        tokens = flat % V
+        nxt = trie.step(states[parent.flatten().cpu()], tokens.flatten().cpu()).view(parent.shape)  # (B, C)
+        item = trie.item_at(nxt.flatten()).view(nxt.shape)  # (B, C)
+        valid = torch.isfinite(cand_scores).cpu() & (nxt >= 0)
+        finished = valid & (item >= 0)
+        # Merge finished candidates into the pool, keep the W best.
+        merged_scores = torch.cat([pool_scores, cand_scores.masked_fill(~finished.to(device), float("-inf"))], 1)
+        merged_items = torch.cat([pool_items, item], 1)
+        pool_scores, keep = merged_scores.topk(W, dim=-1)
+        pool_items = merged_items.gather(1, keep.cpu())
+        # The W best unfinished candidates live on.
+        live_scores = cand_scores.masked_fill(~(valid & ~finished).to(device), float("-inf"))
+        scores, pick = live_scores.topk(W, dim=-1)  # (B, W)
+        best_live = scores[:, 0]
+        if bool(((best_live <= pool_scores[:, -1]) | torch.isinf(best_live)).all()):
             break
-        mask = torch.cat([mask, mask.new_ones(B * W, 1)], dim=1)  # (B*W, T+t)
+        rows = parent.gather(1, pick).flatten()  # (B*W,) which previous live beam each new one extends
+        states = nxt.gather(1, pick.cpu()).flatten()
+        states = torch.where(torch.isinf(scores.flatten()).cpu(), torch.full_like(states, -1), states)
+        tokens = tokens.gather(1, pick).flatten()
+        cache.reorder_cache(rows)  # index_select over the batch: also grows B rows into B*W beams at step 1
+        mask = torch.cat([mask[rows], mask.new_ones(B * W, 1)], dim=1)  # (B*W, T+t)
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=_positions(mask)[:, -1:],
                     past_key_values=cache, use_cache=True)
-        logp = out.logits[:, -1].float().log_softmax(-1)  # (B*W, V)
-        logp = logp.masked_fill(~trie.allowed(states).to(device), float("-inf"))
-        # A finished beam competes with its final score: one placeholder continuation (token 0) costing 0.
-        logp[done.to(device)] = float("-inf")
-        logp[done.to(device), 0] = 0.0
-        total = (scores[:, None] + logp).view(B, -1)  # (B, W*V)
-        scores, flat = total.topk(W, dim=-1)  # (B, W)
-        parent = (flat // logp.shape[1] + torch.arange(B, device=device)[:, None] * W).flatten()  # (B*W,)
-        tokens = (flat % logp.shape[1]).flatten()
-        parent_cpu, tokens_cpu = parent.cpu(), tokens.cpu()
-        states = torch.where(done[parent_cpu], states[parent_cpu], trie.step(states[parent_cpu], tokens_cpu))
-        states = torch.where(torch.isinf(scores.flatten()).cpu(), torch.full_like(states, -1), states)
-        cache.reorder_cache(parent)
-        mask = mask[parent]
-        scores = scores.flatten()
-    items = trie.item_at(states).view(B, W)
-    return items, scores.view(B, W).cpu()
+        logits = out.logits[:, -1]
+    pool_items = torch.where(torch.isinf(pool_scores).cpu(), torch.full_like(pool_items, -1), pool_items)
+    return pool_items, pool_scores.cpu()
