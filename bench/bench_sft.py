@@ -32,7 +32,7 @@ def tokens_per_second(log_history: list[dict], seconds: float) -> tuple[float, f
     return tokens, tokens / seconds
 
 
-def bare_trl(args: list[str]) -> float:
+def bare_trl(args: list[str]) -> tuple[float, float]:
     from llmrec.data.dataset import PreparedDataset
     from llmrec.prompts.build import build_prompt_datasets
     from llmrec.training.model import load_for_training
@@ -50,7 +50,7 @@ def bare_trl(args: list[str]) -> float:
     return tokens_per_second(trainer.state.log_history, time.perf_counter() - start)
 
 
-def ours(args: list[str]) -> float:
+def ours(args: list[str]) -> tuple[float, float]:
     result = train_sft(*parse(args))
     return result["train_tokens"], result["train_tokens"] / result["train_seconds"]
 

@@ -157,3 +157,8 @@ def test_cli_writes_arrow_and_jsonl_and_shows_examples(syn, index, tmp_path, cap
     import datasets
 
     assert datasets.load_from_disk(str(tmp_path / "p" / "arrow"))["valid"].num_rows == 12
+
+
+def test_more_candidates_than_unseen_items_is_a_clear_error(toy_dataset):
+    with pytest.raises(LlmrecError, match="cannot sample 9 negatives.*lower --n_candidates"):
+        build(toy_dataset, families=["candidates"], n_candidates=10)

@@ -11,6 +11,7 @@ from llmrec.data.dataset import PreparedDataset
 from llmrec.evaluation.rank import Evaluation, RankEvalConfig, evaluate
 from llmrec.generation.recommend import recommend
 from llmrec.indexing.item_index import ItemIndex
+from llmrec.indexing.trie import ItemTrie
 
 
 def sample_rows(rows: Any, n: int | None, seed: int = 0) -> Any:
@@ -20,19 +21,19 @@ def sample_rows(rows: Any, n: int | None, seed: int = 0) -> Any:
     return rows.select(np.sort(np.random.default_rng(seed).choice(len(rows), n, replace=False)))
 
 
-def model_rankings(model: Any, tokenizer: Any, index: ItemIndex, rows: Any, k: int, batch_size: int = 16,
+def model_rankings(model: Any, tokenizer: Any, trie: ItemTrie, rows: Any, k: int, batch_size: int = 16,
                    progress: bool = True) -> list[dict[str, Any]]:
-    """Evaluation rows (prompt, user_id, target_item_id) -> rankings records, as rankings.jsonl holds them."""
-    trie = index.trie(tokenizer)
+    """Evaluation rows (prompt, user_id, target_item_id) -> rankings records, as rankings.jsonl holds them.
+    `trie` is `ItemIndex.trie(tokenizer)`: built once by the caller, reused across evaluations."""
     ranked, scores = recommend(model, tokenizer, rows["prompt"], trie, k, batch_size, progress)
     return [{"user_id": u, "ranked_items": r, "scores": s, "target_item_id": t}
             for u, r, s, t in zip(rows["user_id"], ranked, scores, rows["target_item_id"])]
 
 
-def evaluate_model(model: Any, tokenizer: Any, index: ItemIndex, dataset: PreparedDataset, rows: Any,
+def evaluate_model(model: Any, tokenizer: Any, trie: ItemTrie, dataset: PreparedDataset, rows: Any,
                    config: RankEvalConfig, batch_size: int = 16, progress: bool = True) -> Evaluation:
     """Rank for every row's user and score against the split (only those users when rows are a sample)."""
-    records = model_rankings(model, tokenizer, index, rows, max(config.ks), batch_size, progress)
+    records = model_rankings(model, tokenizer, trie, rows, max(config.ks), batch_size, progress)
     return evaluate(dataset, records, config, users=set(rows["user_id"]))
 
 
@@ -61,4 +62,4 @@ def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> lis
     model.to(pick_device())
     rows = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
     rows = sample_rows(rows[config.split], config.max_users, config.seed)
-    return model_rankings(model, tokenizer, index, rows, max(config.ks), config.batch_size)
+    return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size)

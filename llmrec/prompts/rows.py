@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmrec.errors import LlmrecError
+
 
 def user_starts(users: np.ndarray) -> np.ndarray:
     """(N,) user ids sorted by user -> (N,) position of each row's user's first row."""
@@ -51,7 +53,9 @@ def sample_negatives(
     for r, t in enumerate(target):
         seen = set(items[ustart[t] : t + 1].tolist())
         if len(seen) + n > n_items:
-            raise ValueError(f"cannot sample {n} negatives: the catalog has only {n_items - len(seen)} unseen items")
+            raise LlmrecError(f"cannot sample {n} negatives for a row of user position {ustart[t]}: the catalog has "
+                              f"only {n_items - len(seen)} items that user has not seen (lower --n_candidates or "
+                              "--n_negatives)")
         picked: list[int] = []
         while len(picked) < n:
             for c in rng.integers(0, n_items, 2 * n).tolist():

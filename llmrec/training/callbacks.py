@@ -17,14 +17,15 @@ class RankingEvalCallback(TrainerCallback):
 
     def __init__(self, trainer: Any, index: ItemIndex, dataset: PreparedDataset, rows: Any, every: int, k: int,
                  batch_size: int, at_start: bool):
-        self.trainer, self.index, self.dataset, self.rows = trainer, index, dataset, rows
+        self.trainer, self.dataset, self.rows = trainer, dataset, rows
+        self.trie = index.trie(trainer.processing_class)  # once: every evaluation decodes over the same catalog
         self.every, self.k, self.batch_size, self.at_start = every, k, batch_size, at_start
         self.history: list[dict[str, float]] = []
 
     def run(self, step: int) -> dict[str, float]:
         config = RankEvalConfig(data="", output="", split="valid", ks=[self.k], n_bootstrap=200)
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        result = evaluate_model(model, self.trainer.processing_class, self.index, self.dataset, self.rows, config,
+        result = evaluate_model(model, self.trainer.processing_class, self.trie, self.dataset, self.rows, config,
                                 self.batch_size, progress=False)
         logs = {f"ranking/{m}@{self.k}": result.metrics[f"{m}@{self.k}"]["value"] for m in ("ndcg", "recall")}
         self.history.append({"step": step, **logs})

@@ -68,7 +68,6 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
     index = load_index(prompts, dataset)
     set_seed(args.seed)  # new embedding rows and LoRA weights start the same in every run and on every rank
     model, tokenizer, peft_config = load_for_training(margs, rec, index)
-    index.token_ids(tokenizer)  # fails now, not after training, if the tokenizer lacks the index's tokens
     splits = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
     eval_rows = sample_rows(splits["valid"], rec.ranking_eval_users, args.seed)
     trainer = SFTTrainer(model=model, args=args, train_dataset=splits["train"], processing_class=tokenizer,
@@ -76,6 +75,7 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
     new_ids = tokenizer.convert_tokens_to_ids(index.new_tokens)
     if peft_config is not None and new_ids and rec.train_new_tokens:
         train_embedding_rows(trainer.model, new_ids)
+    # Building its trie also checks, before any training, that the tokenizer holds the index's tokens.
     ranking = RankingEvalCallback(trainer, index, dataset, eval_rows, rec.ranking_eval_steps, rec.ranking_k,
                                   rec.ranking_batch_size, rec.ranking_eval_at_start)
     trainer.add_callback(ranking)
@@ -90,7 +90,7 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
                               "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e]}
     if rec.final_eval and trainer.is_world_process_zero():
         config = RankEvalConfig(data=prompts.data, output="", split="valid", ks=[rec.ranking_k], n_bootstrap=200)
-        final = evaluate_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, index, dataset,
+        final = evaluate_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, ranking.trie, dataset,
                                eval_rows, config, rec.ranking_batch_size)
         result["valid_metrics"] = {k: v for k, v in final.metrics.items() if "@" in k}
         result["valid_users"] = len(eval_rows)
