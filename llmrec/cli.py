@@ -22,6 +22,7 @@ COMMANDS = {
         "llmrec.evaluation.rank",
         "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",
     ),
+    ("eval", "compare"): ("llmrec.evaluation.compare", "paired significance test between two report folders"),
     ("models", "fetch"): ("llmrec.models.resolve", "resolve models by name (embedded defaults) and print their paths"),
 }
 

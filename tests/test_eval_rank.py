@@ -6,6 +6,8 @@ import pytest
 
 from llmrec.data import PrepareConfig, prepare
 from llmrec.errors import DataError
+from llmrec.errors import LlmrecError
+from llmrec.evaluation.compare import compare_reports
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, load_rankings, main
 
 from conftest import write
@@ -57,6 +59,7 @@ def test_cli_writes_a_report_folder(dataset, tmp_path):
         "metrics.json",
         "metrics_at_k.png",
         "ndcg_by_history_length.png",
+        "per_user.json",
         "popularity.png",
         "rankings.jsonl",
         "report.md",
@@ -65,6 +68,22 @@ def test_cli_writes_a_report_folder(dataset, tmp_path):
     assert metrics["hit@1"]["value"] == 0.5 and metrics["hit@2"]["value"] == 1.0
     assert "full ranking over 4 items" in metrics["protocol"]
     assert "| ndcg |" in (out / "report.md").read_text()
+    assert "novelty@2" in metrics and "| aclt |" in (out / "report.md").read_text()
+
+
+def test_compare_pairs_users_of_two_reports(dataset, tmp_path):
+    reports = {}
+    for name, u2_list in (("a", '["i4"]'), ("b", '["i2"]')):  # only B finds u2's target
+        rankings = write(tmp_path / f"{name}.jsonl",
+                         f'{{"user_id": "u1", "ranked_items": ["i4"]}}\n{{"user_id": "u2", "ranked_items": {u2_list}}}\n')
+        reports[name] = tmp_path / name
+        main(["--rankings", str(rankings), "--data", str(dataset.path), "--output", str(reports[name]), "--ks", "1"])
+    result = compare_reports(reports["a"], reports["b"], ["hit@1"], n_resamples=200)
+    assert result["n_paired_users"] == 2
+    assert (result["hit@1"]["a"], result["hit@1"]["b"], result["hit@1"]["diff"]) == (0.5, 1.0, 0.5)
+    assert 0 < result["hit@1"]["p_value"] <= 1  # two users cannot make a difference significant
+    with pytest.raises(LlmrecError, match="not in both reports"):
+        compare_reports(reports["a"], reports["b"], ["ndcg@50"])
 
 
 def test_most_popular_baseline_on_ml100k(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llmrec.evaluation.metrics import beyond_accuracy, ranking_metrics
+from llmrec.evaluation.metrics import auc, beyond_accuracy, long_tail, ranking_metrics, rating_errors
 from llmrec.evaluation.stats import bootstrap_ci, paired_permutation_test
 
 L3, L4 = np.log2(3), np.log2(4)
@@ -47,6 +47,34 @@ def test_beyond_accuracy_by_hand():
     assert m["arp@1"] == pytest.approx((30 + 40 + 0) / 3)
     one_item = beyond_accuracy(np.array([[3], [3]]), popularity, ks=[1])
     assert one_item["gini@1"] == pytest.approx(3 / 4)  # (n - 1) / n: maximal concentration
+
+
+def test_popularity_bias_metrics_by_hand():
+    popularity = np.array([10, 20, 30, 40])
+    ranked = np.array([[2, 3], [3, 2], [-1, -1]])
+    targets = np.array([2, 0, 3])
+    assert long_tail(popularity, 0.5).tolist() == [True, True, False, False]
+    m = beyond_accuracy(ranked, popularity, ks=[2], n_users=50, target_codes=targets, head_share=0.5)
+    d2 = 1 / np.log2(3)
+    user0 = ((1 - 30 / 50) + (1 - 40 / 50) * d2) / (1 + d2)
+    user1 = ((1 - 40 / 50) + (1 - 30 / 50) * d2) / (1 + d2)
+    assert m["novelty@2"] == pytest.approx((user0 + user1 + 0) / 3)
+    assert m["aclt@2"] == 0  # items 2 and 3 are the head
+    # head targets (users 0, 2): 1 of 2 found; tail target (user 1): 0 of 1 -> p = [0.5, 0], std/mean = 1.
+    assert m["popreo@2"] == pytest.approx(1.0)
+    wider_head = beyond_accuracy(ranked, popularity, ks=[2], target_codes=targets, head_share=0.25)
+    assert wider_head["aclt@2"] == pytest.approx(2 / 3)  # item 2 is now long tail: one per non-empty list
+    assert beyond_accuracy(ranked, popularity, ks=[2], target_codes=np.array([2, 3, 3]), head_share=0.5)[
+        "popreo@2"] is None  # no tail targets: undefined, not 0
+
+
+def test_rating_errors_and_auc_by_hand():
+    m = rating_errors(np.array([3, 4, 5]), np.array([4, 4, 3]))
+    assert m["rmse"] == pytest.approx(np.sqrt(5 / 3)) and m["mae"] == pytest.approx(1.0)
+    # positive-negative pairs ranked correctly: (0.9, 0.8), (0.9, 0.1), (0.3, 0.1); wrong: (0.3, 0.8).
+    assert auc(np.array([0.9, 0.8, 0.3, 0.1]), np.array([1, 0, 1, 0])) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="both"):
+        auc(np.array([0.5, 0.6]), np.array([1, 1]))
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_users():

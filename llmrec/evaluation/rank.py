@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow.compute as pc
 
 from llmrec.artifacts import atomic_dir, provenance, write_json
 from llmrec.data.dataset import PreparedDataset
@@ -143,7 +144,8 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
     for name, values in per_user.items():
         lo, hi = bootstrap_ci(values, n_resamples=config.n_bootstrap, seed=config.seed)
         metrics[name] = {"value": float(values.mean()), "ci95": [lo, hi]}
-    metrics.update(beyond_accuracy(ranked, dataset.items["popularity"].to_numpy(), config.ks))
+    n_users = pc.count_distinct(dataset.interactions["user_id"]).as_py()
+    metrics.update(beyond_accuracy(ranked, dataset.items["popularity"].to_numpy(), config.ks, n_users, target_codes))
     metrics["hallucination_rate"] = counts["unknown_items"] / counts["listed_items"] if counts["listed_items"] else 0.0
     metrics.update(counts)
     return Evaluation(metrics, per_user, users, lists, targets, np.array(hist_len), ranked, target_codes)
@@ -156,6 +158,21 @@ def protocol_line(dataset: PreparedDataset, config: RankEvalConfig, n_users: int
         f"split: {config.split} ({dataset.protocol.get('method')}, {dataset.protocol.get('order')}); "
         f"full ranking over {dataset.items.num_rows} items; {history}; {users}"
     )
+
+
+def save_report(out: Path, result: Evaluation, dataset: PreparedDataset, config: Any, protocol: str,
+                extra: dict[str, Any] | None = None) -> None:
+    """Write a report folder's files into `out` (an `atomic_dir`): metrics.json (+ `extra` keys),
+    rankings.jsonl, per_user.json (for `llmrec eval compare`), meta.json, report.md and the plots."""
+    metrics = {**result.metrics, **(extra or {})}
+    write_json(out / "metrics.json", {"protocol": protocol, **metrics})
+    with open(out / "rankings.jsonl", "w", encoding="utf-8") as f:
+        for user, items, target in zip(result.users, result.lists, result.targets):
+            f.write(json.dumps({"user_id": user, "ranked_items": items, "target_item_id": target}) + "\n")
+    write_json(out / "per_user.json", {"user_id": result.users, **{m: v.tolist() for m, v in result.per_user.items()}})
+    write_json(out / "meta.json", provenance(dataclasses.asdict(config)))
+    write_plots(out, result, dataset, config.ks)
+    write_report_md(out / "report.md", metrics, protocol, config.ks)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -180,13 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate(dataset, records, config, users)
     protocol = protocol_line(dataset, config, len(users) if users is not None else None)
     with atomic_dir(config.output, overwrite=config.overwrite) as out:
-        write_json(out / "metrics.json", {"protocol": protocol, **result.metrics})
-        with open(out / "rankings.jsonl", "w", encoding="utf-8") as f:
-            for user, items, target in zip(result.users, result.lists, result.targets):
-                f.write(json.dumps({"user_id": user, "ranked_items": items, "target_item_id": target}) + "\n")
-        write_json(out / "meta.json", provenance(dataclasses.asdict(config)))
-        write_plots(out, result, dataset, config.ks)
-        write_report_md(out / "report.md", result.metrics, protocol, config.ks)
+        save_report(out, result, dataset, config, protocol)
     k = 10 if 10 in config.ks else config.ks[-1]
     m = result.metrics
     print(f"wrote {config.output}\n{protocol}")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from llmrec.evaluation.rank import Evaluation
 
 ACCURACY = ("hit", "recall", "precision", "f1", "ndcg", "mrr", "map")
-BEYOND = ("coverage", "gini", "arp")
+BEYOND = ("coverage", "gini", "arp", "novelty", "aclt", "popreo")
 
 
 def write_report_md(path: Path, metrics: dict[str, Any], protocol: str, ks: Sequence[int]) -> None:
@@ -32,7 +32,8 @@ def write_report_md(path: Path, metrics: dict[str, Any], protocol: str, ks: Sequ
             cells.append(f"{m['value']:.4f} [{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name in BEYOND:
-        lines.append(f"| {name} | " + " | ".join(f"{metrics[f'{name}@{k}']:.4f}" for k in ks) + " |")
+        values = [metrics.get(f"{name}@{k}") for k in ks]
+        lines.append(f"| {name} | " + " | ".join("n/a" if v is None else f"{v:.4f}" for v in values) + " |")
     lines += [
         "",
         "Accuracy metrics: mean over users [95% bootstrap CI over users].",
