@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from llmrec.grounding import TitleGrounder, parse_list
+from llmrec.grounding import TitleGrounder, parse_list, select_gamma
 from llmrec.grounding.ground import normalize_title
 
 ITEMS = pa.table(
@@ -67,3 +67,18 @@ def test_embedding_nearest_neighbour_and_popularity_adjustment():
     assert g.ground(["Heat, the film"])[0].item_id == "3"
     g.gamma = 50.0
     assert g.ground(["Heat, the film"])[0].item_id == "1"
+
+
+def test_bigrec_full_ranking_and_gamma_chosen_on_validation():
+    g = TitleGrounder(ITEMS, fuzzy_cutoff=None, encoder="all-minilm-l6-v2")
+    ranked = g.nearest(["Heat, the film", "Toy Story"], k=3, exclude=[{"3", "4"}, set()])
+    assert len(ranked[0]) == 3 and not {"3", "4"} & set(ranked[0])  # history never comes back
+    assert ranked[1][0] == "2"
+    # Validation users whose answer says "Heat" but who went on to watch the most popular film: only a
+    # strong popularity adjustment ranks it first, so that gamma must win; with the popular Heat as
+    # target, the strong adjustment is the worst choice.
+    texts = ["Heat, the film"] * 3
+    best, scores = select_gamma(g, texts, ["1"] * 3, k=1, gammas=(0.0, 0.5, 50.0))
+    assert best == 50.0 and scores[50.0] == 1.0 and scores[0.0] == 0.0
+    best, scores = select_gamma(g, texts, ["3"] * 3, k=1, gammas=(0.0, 0.5, 50.0))
+    assert best in (0.0, 0.5) and scores[best] == 1.0 and scores[50.0] == 0.0

@@ -102,18 +102,53 @@ class TitleGrounder:
         pool = same_year or candidates
         return max(pool, key=lambda i: (self.popularity[i], -i))
 
-    def _by_embedding(self, mentions: list[str]) -> list[Grounded]:
+    def _adjusted_distances(self, mentions: list[str], gamma: float | None = None):
+        """(M, N) tensor: L2 distance of each mention to each item, times (1 + p_i)^-gamma (BIGRec Eq. 4)."""
         import torch
 
+        if self.encoder is None:
+            raise ValueError("embedding grounding needs an encoder (TitleGrounder(..., encoder=...))")
         if self._item_emb is None:
             self._item_emb = self.encoder.encode(self.texts, convert_to_tensor=True, normalize_embeddings=True)
         query = self.encoder.encode(mentions, convert_to_tensor=True, normalize_embeddings=True)  # (M, D)
-        dist = torch.cdist(query, self._item_emb)  # (M, N) L2 distances
+        dist = torch.cdist(query, self._item_emb)  # (M, N)
         p = self.popularity
         p = (p - p.min()) / (p.max() - p.min()) if p.max() > p.min() else np.zeros_like(p)
-        adjusted = dist * torch.as_tensor((1 + p) ** -self.gamma, dtype=dist.dtype)  # (M, N)
+        gamma = self.gamma if gamma is None else gamma
+        return dist * torch.as_tensor((1 + p) ** -gamma, dtype=dist.dtype)  # (M, N)
+
+    def _by_embedding(self, mentions: list[str]) -> list[Grounded]:
+        adjusted = self._adjusted_distances(mentions)
         best = adjusted.argmin(dim=1)
         return [
             Grounded(m, self.ids[int(b)], "embedding", float(adjusted[k, b]))
             for k, (m, b) in enumerate(zip(mentions, best))
         ]
+
+    def nearest(self, mentions: list[str], k: int, exclude: list[set[str]] | None = None,
+                gamma: float | None = None) -> list[list[str]]:
+        """BIGRec's full ranking: for each generated text, the k catalog items closest after the popularity
+        adjustment, minus that user's `exclude` items (their history)."""
+        adjusted = self._adjusted_distances(mentions, gamma)  # (M, N)
+        position = {item: n for n, item in enumerate(self.ids)}
+        for row, items in enumerate(exclude or []):
+            adjusted[row, [position[i] for i in items if i in position]] = float("inf")
+        top = adjusted.topk(min(k, adjusted.shape[1]), dim=1, largest=False).indices  # (M, k)
+        return [[self.ids[i] for i in row] for row in top.tolist()]
+
+
+def select_gamma(grounder: TitleGrounder, generated: list[str], targets: list[str], k: int = 10,
+                 exclude: list[set[str]] | None = None,
+                 gammas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)) -> tuple[float, dict[float, float]]:
+    """Pick the popularity exponent on validation users as BIGRec does: the gamma whose `nearest` lists
+    have the highest NDCG@k against the validation targets (ties: the smallest gamma). Returns it and
+    every gamma's NDCG@k; set `grounder.gamma` to the choice before grounding test answers."""
+    from llmrec.evaluation.metrics import ranking_metrics
+
+    scores = {}
+    for gamma in gammas:
+        ranked = grounder.nearest(generated, k, exclude, gamma)
+        hits = np.array([[item == t for item in row] + [False] * (k - len(row)) for row, t in zip(ranked, targets)])
+        scores[gamma] = float(ranking_metrics(hits, np.ones(len(targets)), [k])[f"ndcg@{k}"].mean())
+    best = max(scores.values())
+    return min(g for g, s in scores.items() if s == best), scores
