@@ -22,6 +22,10 @@ COMMANDS = {
         "llmrec.evaluation.rank",
         "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",
     ),
+    ("eval", "zeroshot"): (
+        "llmrec.zeroshot.run",
+        "ask any LLM endpoint (or local model) for recommendations -> the same report as eval rank",
+    ),
     ("eval", "compare"): ("llmrec.evaluation.compare", "paired significance test between two report folders"),
     ("models", "fetch"): ("llmrec.models.resolve", "resolve models by name (embedded defaults) and print their paths"),
 }

@@ -74,8 +74,8 @@ def test_cli_writes_a_report_folder(dataset, tmp_path):
 def test_compare_pairs_users_of_two_reports(dataset, tmp_path):
     reports = {}
     for name, u2_list in (("a", '["i4"]'), ("b", '["i2"]')):  # only B finds u2's target
-        rankings = write(tmp_path / f"{name}.jsonl",
-                         f'{{"user_id": "u1", "ranked_items": ["i4"]}}\n{{"user_id": "u2", "ranked_items": {u2_list}}}\n')
+        lines = f'{{"user_id": "u1", "ranked_items": ["i4"]}}\n{{"user_id": "u2", "ranked_items": {u2_list}}}\n'
+        rankings = write(tmp_path / f"{name}.jsonl", lines)
         reports[name] = tmp_path / name
         main(["--rankings", str(rankings), "--data", str(dataset.path), "--output", str(reports[name]), "--ks", "1"])
     result = compare_reports(reports["a"], reports["b"], ["hit@1"], n_resamples=200)

@@ -43,7 +43,8 @@ class PreparedDataset:
         )
 
     def histories(self, split: str) -> pa.Table:
-        """One row per user with a `split` target: user_id, history (item ids before it, in time order), target.
+        """One row per user with a `split` target: user_id, history (item ids before it, in time order),
+        history_ratings (their ratings), target, target_rating.
 
         The history of a valid target is the user's training items; of a test target, training + valid items.
         Only for leave-one-out splits, where each user has at most one target per split.
@@ -58,7 +59,9 @@ class PreparedDataset:
         inter = self.interactions
         before = inter.filter(pc.is_in(inter["split"], value_set=pa.array(allowed)))
         # Ordered aggregation (one thread) keeps each user's items in time order.
-        hist = before.group_by("user_id", use_threads=False).aggregate([("item_id", "list")])
-        targets = inter.filter(pc.equal(inter["split"], split)).select(["user_id", "item_id"])
-        history = hist["item_id_list"].take(pc.index_in(targets["user_id"], value_set=hist["user_id"]))
-        return pa.table({"user_id": targets["user_id"], "history": history, "target": targets["item_id"]})
+        hist = before.group_by("user_id", use_threads=False).aggregate([("item_id", "list"), ("rating", "list")])
+        targets = inter.filter(pc.equal(inter["split"], split)).select(["user_id", "item_id", "rating"])
+        where = pc.index_in(targets["user_id"], value_set=hist["user_id"])
+        return pa.table({"user_id": targets["user_id"], "history": hist["item_id_list"].take(where),
+                         "history_ratings": hist["rating_list"].take(where), "target": targets["item_id"],
+                         "target_rating": targets["rating"]})

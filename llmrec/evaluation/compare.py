@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
 
     (config,) = TrlParser(CompareConfig, prog="llmrec eval compare").parse_args_and_config(argv)
     result = compare_reports(config.a, config.b, config.metrics, config.n_resamples)
-    print(f"{result['n_paired_users']} paired users (only in A: {result['only_in_a']}, only in B: {result['only_in_b']})")
+    r = result
+    print(f"{r['n_paired_users']} paired users (only in A: {r['only_in_a']}, only in B: {r['only_in_b']})")
     print(f"{'metric':<14}{'A':>9}{'B':>9}{'B - A':>9}{'p':>9}")
     for name in config.metrics:
         r = result[name]

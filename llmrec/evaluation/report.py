@@ -66,8 +66,9 @@ def write_plots(out: Path, result: Evaluation, dataset: PreparedDataset, ks: Seq
     held_out = popularity[result.target_codes[result.target_codes >= 0]]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bins = np.logspace(0, np.log10(max(popularity.max(), 1) + 1), 30)
-    ax.hist(popularity[recommended[recommended >= 0]] + 1, bins=bins, density=True, alpha=0.6, label="recommended")
-    ax.hist(held_out + 1, bins=bins, density=True, alpha=0.6, label="held-out targets")
+    for values, label in ((popularity[recommended[recommended >= 0]], "recommended"), (held_out, "held-out targets")):
+        if len(values):  # a run that recommended no catalog item still gets the plot, with one histogram
+            ax.hist(values + 1, bins=bins, density=True, alpha=0.6, label=label)
     ax.set(xscale="log", xlabel="training popularity + 1", ylabel="density", title="popularity")
     ax.legend()
     fig.tight_layout()

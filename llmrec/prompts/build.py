@@ -88,6 +88,9 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
     if index is not None:
         index.check_dataset(ds.items, config.index or "index")
     families = [load_family(f) for f in config.families]
+    if any(f.task == "rerank" for f in families):
+        raise LlmrecError("the rerank family needs another recommender's candidates: use `llmrec eval zeroshot "
+                          "--scenario rerank`")
     weights = config.weights or [1.0] * len(families)
     if len(weights) != len(families):
         raise LlmrecError(f"--weights has {len(weights)} values for {len(families)} families")

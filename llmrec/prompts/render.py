@@ -26,7 +26,7 @@ class RenderContext:
     reviews: list[str] | None
 
 
-def _rating(r: float) -> str:
+def rating_text(r: float) -> str:
     return str(int(r)) if float(r).is_integer() else f"{r:.1f}"
 
 
@@ -48,7 +48,7 @@ def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int,
         f.update(candidates=[ctx.shown[i] for i in cands], n_candidates=len(cands))
         return f, cands
     if task in ("zeroshot", "rating"):
-        f["rated_history"] = [{"item": x, "rating": _rating(r)} for x, r in zip(shown, ctx.inter_rating[start:end])]
+        f["rated_history"] = [{"item": x, "rating": rating_text(r)} for x, r in zip(shown, ctx.inter_rating[start:end])]
     if task == "zeroshot":
         f["k"] = s["k"]
     elif task == "preference":
@@ -57,9 +57,9 @@ def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int,
         f.update(liked=liked, disliked=disliked, item=ctx.shown[item],
                  target="Yes" if rating >= s["positive_threshold"] else "No")
     elif task == "rating":
-        f.update(item=ctx.shown[item], target=_rating(rating))
+        f.update(item=ctx.shown[item], target=rating_text(rating))
     elif task == "explanation":
-        f.update(item=ctx.shown[item], rating=_rating(rating), target=ctx.reviews[target])
+        f.update(item=ctx.shown[item], rating=rating_text(rating), target=ctx.reviews[target])
     return f, []
 
 

@@ -27,6 +27,7 @@ TASK_FIELDS: dict[str, set[str]] = {
     "explanation": {"user_id", "item", "rating", "target"},
     "alignment": {"item_title", "item_index", "item_text"},
     "zeroshot": {"user_id", "rated_history", "history", "k", "target"},
+    "rerank": {"user_id", "rated_history", "history", "candidates", "n_candidates", "k", "target"},
 }
 
 
