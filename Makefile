@@ -45,10 +45,13 @@ test: install
 	$(BIN)/python -m pytest -q tests
 
 bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/bench_prepare.py
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_prompts.py
 	$(BIN)/python bench/bench_sft.py
+	$(BIN)/python bench/bench_beam.py
+	$(BIN)/python bench/bench_metrics.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

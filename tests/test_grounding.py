@@ -24,6 +24,13 @@ def test_parse_numbered_bulleted_and_json_answers():
     assert parse_list("   ") == []
 
 
+def test_parse_drops_echoed_ratings_but_not_numbers_in_titles():
+    answer = "1. Blues Brothers, The (1980) (4/5)\n2. Heat - 5 stars\n3. **Fargo (1996)**: 4.5/5\n" \
+             "4. Apollo 13 (1995)\n5. Fahrenheit 9/11 (2004)\n6. Heat (1995) [3 stars]"
+    assert parse_list(answer) == ["Blues Brothers, The (1980)", "Heat", "Fargo (1996)", "Apollo 13 (1995)",
+                                  "Fahrenheit 9/11 (2004)", "Heat (1995)"]
+
+
 def test_normalize_title_handles_articles_years_and_punctuation():
     assert normalize_title("Shawshank Redemption, The (1994)") == ("shawshank redemption", 1994)
     assert normalize_title("the shawshank redemption") == ("shawshank redemption", None)

@@ -34,8 +34,9 @@ def trie_beam_search(
     on the pool is exactly what an unbounded search with this beam would return.
     """
     B, W, device = input_ids.shape[0], num_beams, input_ids.device
+    # logits_to_keep=1: the prompt's other positions need no (B, T, V) logits (the LM head is 1/5 of the model).
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
-                use_cache=True)
+                use_cache=True, logits_to_keep=1)
     cache, mask = out.past_key_values, attention_mask
     states = trie.initial(B)  # (B,) live beams: one per row at the root
     scores = torch.zeros(B, 1, device=device)  # (B, 1)
