@@ -120,6 +120,8 @@ def test_scenarios_ask_what_they_say(tmp_path):
     assert f"{titles[history['target']]} (" in seen["rating"]
     rating = json.loads((tmp_path / "rating" / "metrics.json").read_text())
     assert rating["invalid_answers"] == 0 and rating["rmse"]["value"] >= 0  # "4 stars" parsed as 4
+    truth = [r["target_rating"] for r in sample_users(ds, "test", 4, seed=0)]
+    assert rating["mae"]["value"] == pytest.approx(sum(abs(4 - t) for t in truth) / 4)
     with pytest.raises(LlmrecError, match="needs a rerank family"):
         run_zeroshot(config(ds, tmp_path, scenario="rerank", family="zeroshot"), ScriptedLLM(), progress=False)
 

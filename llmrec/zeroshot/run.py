@@ -182,6 +182,9 @@ def _score_ratings(requests: list[Request], answers: list[Completion], c: ZeroSh
                                 "predicted": p, "answer": a.text}, ensure_ascii=False) + "\n")
     metrics: dict[str, Any] = {"users_evaluated": len(requests), "invalid_answers": int((~valid).sum()),
                                "invalid_rate": float((~valid).mean()) if len(valid) else 0.0}
+    user_mean = np.array([r.mean_history_rating for r in requests])
+    if np.isfinite(user_mean).all() and len(user_mean):  # the bar to clear, on every user
+        metrics["user_mean_baseline"] = rating_errors(user_mean, truth)
     if valid.any():
         pred = np.array([p for p in predicted if p is not None])
         err = pred - truth[valid]  # (V,)
@@ -199,6 +202,10 @@ def _rating_report(m: dict[str, Any]) -> str:
     for name in ("rmse", "mae"):
         if name in m:
             lines.append(f"- {name}: {m[name]['value']:.4f} [{m[name]['ci95'][0]:.4f}, {m[name]['ci95'][1]:.4f}]")
+    if "user_mean_baseline" in m:
+        b = m["user_mean_baseline"]
+        lines.append(f"- reference, each user's mean rating so far (all users): rmse {b['rmse']:.4f}, "
+                     f"mae {b['mae']:.4f}")
     lines += [f"- invalid answers (no 1-5 number): {m['invalid_answers']} of {m['users_evaluated']}",
               "", "RMSE/MAE over the valid answers; 95% bootstrap CIs over users.", ""]
     return "\n".join(lines)
@@ -222,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{m['completion_tokens']} completion")
     if config.scenario == "rating":
         rmse = m.get("rmse", {}).get("value", float("nan"))
-        print(f"rmse {rmse:.4f}  invalid answers {m['invalid_answers']}/{m['users_evaluated']}")
+        base = m.get("user_mean_baseline", {}).get("rmse", float("nan"))
+        print(f"rmse {rmse:.4f} (user-mean baseline {base:.4f})  invalid answers {m['invalid_answers']}/"
+              f"{m['users_evaluated']}")
         return
     ks = [k for k in config.ks if k <= config.k]
     k = 10 if 10 in ks else max(ks)

@@ -35,6 +35,7 @@ class Request:
     target_rating: float
     history_item_ids: list[str]  # what the prompt showed
     candidate_item_ids: list[str]  # rerank only
+    mean_history_rating: float  # the reference rating predictor: the user's mean so far
 
 
 def sample_users(dataset: PreparedDataset, split: str, n_users: int | None, seed: int) -> list[dict[str, Any]]:
@@ -90,5 +91,6 @@ def build_requests(dataset: PreparedDataset, scenario: str, family: Family, temp
             fields.update(item=title[row["target"]], target=rating_text(row["target_rating"]))
         text, _ = template.render(fields)
         requests.append(Request(row["user_id"], [*system, {"role": "user", "content": text}], row["target"],
-                                float(row["target_rating"]), list(history), cands))
+                                float(row["target_rating"]), list(history), cands,
+                                float(np.mean(row["history_ratings"])) if row["history_ratings"] else float("nan")))
     return requests
