@@ -30,27 +30,31 @@ def trie_beam_search(
 
     W live beams extend per step; a candidate that completes an item moves to a pool of the W best
     finished items (as transformers' beam search keeps finished hypotheses aside). Log-probs only fall as
-    sequences grow, so a row stops once its best live beam scores below its W-th finished item: from then
-    on the pool is exactly what an unbounded search with this beam would return.
+    sequences grow, so a live beam scoring at or below its row's W-th finished item is dropped, and a row
+    stops when none is left: from then on the pool is exactly what an unbounded search with this beam
+    would return. Only live beams run through the model (the KV cache shrinks with them).
     """
     B, W, device = input_ids.shape[0], num_beams, input_ids.device
     # logits_to_keep=1: the prompt's other positions need no (B, T, V) logits (the LM head is 1/5 of the model).
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
                 use_cache=True, logits_to_keep=1)
-    cache, mask = out.past_key_values, attention_mask
-    states = trie.initial(B)  # (B,) live beams: one per row at the root
-    scores = torch.zeros(B, 1, device=device)  # (B, 1)
+    cache, mask = out.past_key_values, attention_mask  # rows: the live beams only, in `live` order
+    states = trie.initial(B)  # (B*beams,) trie states, one root beam per row at first
+    scores = torch.zeros(B, 1, device=device)  # (B, beams)
+    live = torch.arange(B)  # (L,) flat positions in (B, beams) of the beams the model runs on
     pool_items = torch.full((B, W), -1, dtype=torch.long)  # (B, W) finished items
     pool_scores = torch.full((B, W), float("-inf"), device=device)  # (B, W)
-    logits = out.logits[:, -1]
+    logits = out.logits[:, -1]  # (L, V)
     for _ in range(max_steps + 1):
         beams = scores.shape[1]
-        logp = logits.float().log_softmax(-1)  # (B*beams, V)
+        V = logits.shape[-1]
+        # Dead beams (-inf: fewer than W valid continuations) get no forward pass; their rows stay -inf.
+        logp = torch.full((B * beams, V), float("-inf"), device=device)  # (B*beams, V)
+        logp[live.to(device)] = logits.float().log_softmax(-1)
         logp = logp.masked_fill(~trie.allowed(states).to(device), float("-inf"))
-        V = logp.shape[1]
         total = (scores.reshape(-1, 1) + logp).view(B, beams * V)  # (B, beams*V)
         cand_scores, flat = total.topk(min(2 * W, beams * V), dim=-1)  # (B, C): W finished + W live suffice
-        parent = flat // V + torch.arange(B, device=device)[:, None] * beams  # (B, C) index into live beams
+        parent = flat // V + torch.arange(B, device=device)[:, None] * beams  # (B, C) index into (B*beams)
         tokens = flat % V
         nxt = trie.step(states[parent.flatten().cpu()], tokens.flatten().cpu()).view(parent.shape)  # (B, C)
         item = trie.item_at(nxt.flatten()).view(nxt.shape)  # (B, C)
@@ -64,15 +68,20 @@ def trie_beam_search(
         # The W best unfinished candidates live on.
         live_scores = cand_scores.masked_fill(~(valid & ~finished).to(device), float("-inf"))
         scores, pick = live_scores.topk(W, dim=-1)  # (B, W)
-        best_live = scores[:, 0]
-        if bool(((best_live <= pool_scores[:, -1]) | torch.isinf(best_live)).all()):
+        # Log-probs only fall, so a beam at or below its row's W-th finished item can never enter the pool:
+        # drop it (exact pruning). A row with no beam left is done; all rows done ends the search.
+        scores = scores.masked_fill(scores <= pool_scores[:, -1:], float("-inf"))
+        alive = torch.isfinite(scores.flatten()).cpu()  # (B*W,)
+        if not bool(alive.any()):
             break
-        rows = parent.gather(1, pick).flatten()  # (B*W,) which previous live beam each new one extends
-        states = nxt.gather(1, pick.cpu()).flatten()
-        states = torch.where(torch.isinf(scores.flatten()).cpu(), torch.full_like(states, -1), states)
-        tokens = tokens.gather(1, pick).flatten()
-        cache.reorder_cache(rows)  # index_select over the batch: also grows B rows into B*W beams at step 1
-        mask = torch.cat([mask[rows], mask.new_ones(B * W, 1)], dim=1)  # (B*W, T+t)
+        row_of = torch.full((B * beams,), -1, dtype=torch.long)  # (B*beams,) cache row of each live beam
+        row_of[live] = torch.arange(len(live))
+        rows = row_of[parent.gather(1, pick).flatten().cpu()[alive]]  # (L',) cache rows the new beams extend
+        live = alive.nonzero().flatten()
+        states = torch.where(alive, nxt.gather(1, pick.cpu()).flatten(), torch.full((B * W,), -1))
+        tokens = tokens.gather(1, pick).flatten()[live.to(device)]  # (L',)
+        cache.reorder_cache(rows.to(device))  # index_select: grows B rows into B*W beams, drops dead ones
+        mask = torch.cat([mask[rows.to(device)], mask.new_ones(len(rows), 1)], dim=1)  # (L', T+t)
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=_positions(mask)[:, -1:],
                     past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
