@@ -1,5 +1,6 @@
 """`llmrec data prepare` end to end: the folder it writes, its CLI errors, and MovieLens-100K itself."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from llmrec.cli import COMMANDS
 from llmrec.data import PrepareConfig, PreparedDataset, prepare
 from llmrec.errors import LlmrecError
 
@@ -81,6 +83,15 @@ def test_cli_unknown_config_key_is_named(recbole_dir, tmp_path):
 def test_cli_help_lists_commands():
     done = cli("--help")
     assert done.returncode == 0 and "llmrec data prepare" in done.stdout
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_prints_its_help(command, capsys):
+    module = importlib.import_module(COMMANDS[command][0])
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and ("--output" in out or "--names" in out), out[-300:]
 
 
 def test_script_mirrors_cli(recbole_dir, tmp_path):

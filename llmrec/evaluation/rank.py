@@ -48,7 +48,9 @@ class RankEvalConfig:
     split: Literal["valid", "test"] = field(default="test", metadata={"help": "Held-out split to score against."})
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20], metadata={"help": "Cut-offs K for metric@K."})
     exclude_history: bool = field(default=True, metadata={"help": "Remove the user's history items from their list."})
-    n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of users for the 95% CIs."})
+    n_bootstrap: int = field(  # %% because argparse %-formats help strings
+        default=1000, metadata={"help": "Bootstrap resamples of users for the 95%% confidence intervals."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
 

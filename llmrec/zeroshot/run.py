@@ -75,7 +75,9 @@ class ZeroShotConfig:
     )
     gamma: float = field(default=0.0, metadata={"help": "Grounding: BIGRec popularity exponent (encoder only)."})
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50], metadata={"help": "Cut-offs K (<= --k)."})
-    n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of users for the 95% CIs."})
+    n_bootstrap: int = field(  # %% because argparse %-formats help strings
+        default=1000, metadata={"help": "Bootstrap resamples of users for the 95%% confidence intervals."}
+    )
     n_samples: int = field(default=20, metadata={"help": "Raw prompts and answers kept in samples.jsonl."})
     seed: int = field(default=0, metadata={"help": "Seed of the user sample, candidates and bootstrap."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
