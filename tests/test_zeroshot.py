@@ -242,3 +242,33 @@ def test_local_transformers_backend(toy_dataset, tmp_path):
     again = run_zeroshot(config(toy_dataset, tmp_path, backend="hf", model="smollm2-135m", max_tokens=24,
                                 batch_size=2, overwrite=True), progress=False)
     assert again["n_requests"] == 0 and again["ndcg@3"] == m["ndcg@3"]
+
+
+def test_rerank_candidates_from_another_tools_rankings(toy_dataset, tmp_path):
+    # A SASRec run, say: u1's list names its history items i1 and i2 (skipped), u2's names i3 (history too).
+    ranked = tmp_path / "sasrec.jsonl"
+    ranked.write_text('{"user_id": "u1", "ranked_items": ["i1", "i4", "i2"]}\n'
+                      '{"user_id": "u2", "ranked_items": ["i3", "i4", "i2"]}\n')
+    llm = ScriptedLLM()
+    m = run_zeroshot(config(toy_dataset, tmp_path, scenario="rerank", candidates_from=str(ranked), n_candidates=2),
+                     llm, progress=False)
+    u1_candidates = llm.asked[0][-1]["content"].split("next:\n")[1]
+    assert u1_candidates.startswith("- Fargo (1996)\nAnswer")  # i4 only: i1 and i2 are u1's history
+    assert m["targets_in_candidates"] == 2 and "re-rank 2 candidates from sasrec.jsonl" in m["protocol"]
+    ranked.write_text('{"user_id": "u1", "ranked_items": ["i4"]}\n')
+    with pytest.raises(LlmrecError, match=r"sasrec\.jsonl: no candidates for 1 of 2 users \(first: u2\)"):
+        run_zeroshot(config(toy_dataset, tmp_path, scenario="rerank", candidates_from=str(ranked)), llm,
+                     progress=False)
+
+
+def test_empty_and_refused_answers_are_counted_as_misses(toy_dataset, tmp_path):
+    class Flaky(ScriptedLLM):
+        def complete(self, conversations, settings, on_answer):
+            on_answer(0, Completion("", 10, 0))  # an empty answer
+            on_answer(1, Completion("", error="request refused: prompt too long"))
+
+    m = run_zeroshot(config(toy_dataset, tmp_path), Flaky(), progress=False)
+    assert (m["answers_without_items"], m["n_refused_requests"], m["users_evaluated"]) == (2, 1, 2)
+    assert m["hit@3"]["value"] == 0.0
+    sample = [json.loads(line) for line in (tmp_path / "report" / "samples.jsonl").read_text().splitlines()]
+    assert sample[1]["error"] == "request refused: prompt too long"
