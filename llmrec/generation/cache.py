@@ -17,6 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from llmrec.artifacts import write_json
+from llmrec.errors import LlmrecError
 from llmrec.generation.backends import ChatBackend, Completion, Conversation, GenerationSettings
 
 
@@ -67,6 +68,8 @@ def answer_all(backend: ChatBackend, conversations: Sequence[Conversation], sett
         backend.complete([conversations[n] for n in missing], settings, on_answer)
     finally:
         bar.close()
+    if any(a is None for a in answers):
+        raise LlmrecError(f"{backend.endpoint} returned no answer for {sum(a is None for a in answers)} requests")
     done: list[Completion] = [a for a in answers if a is not None]
     stats = {
         "n_requests": len(missing),

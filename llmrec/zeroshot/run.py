@@ -69,7 +69,7 @@ class ZeroShotConfig:
     max_retries: int = field(default=3, metadata={"help": "openai: retries with backoff (429, 5xx, timeouts)."})
     batch_size: int = field(default=8, metadata={"help": "hf: conversations per generate call."})
     cache: str | None = field(default=None, metadata={"help": "Response cache folder; default llmrec's cache."})
-    fuzzy_cutoff: float = field(default=85.0, metadata={"help": "Grounding: rapidfuzz ratio to accept (0-100)."})
+    fuzzy_cutoff: float = field(default=85.0, metadata={"help": "Grounding: rapidfuzz ratio to accept; 0 disables."})
     encoder: str | None = field(
         default=None, metadata={"help": "Grounding: a sentence-transformers model for the nearest-neighbour step."}
     )
