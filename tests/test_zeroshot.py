@@ -272,3 +272,14 @@ def test_empty_and_refused_answers_are_counted_as_misses(toy_dataset, tmp_path):
     assert m["hit@3"]["value"] == 0.0
     sample = [json.loads(line) for line in (tmp_path / "report" / "samples.jsonl").read_text().splitlines()]
     assert sample[1]["error"] == "request refused: prompt too long"
+
+
+def test_zero_shot_and_checkpoint_evaluation_sample_the_same_users(tmp_path):
+    from llmrec.evaluation.generative import sample_rows
+    from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
+
+    ds = synthetic_dataset(tmp_path, n_users=20)
+    rows = build_prompt_datasets(PromptBuildConfig(data=str(ds.path), max_train_rows=1), ds)["test"]
+    for n, seed in ((5, 0), (5, 1), (12, 3)):  # same n and seed: the same users, so reports pair up
+        assert sample_rows(rows, n, seed)["user_id"] == [r["user_id"] for r in sample_users(ds, "test", n, seed)]
+    assert len({tuple(sample_rows(rows, 5, s)["user_id"]) for s in range(4)}) > 1  # the seed matters

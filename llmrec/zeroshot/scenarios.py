@@ -40,10 +40,10 @@ class Request:
 
 def sample_users(dataset: PreparedDataset, split: str, n_users: int | None, seed: int) -> list[dict[str, Any]]:
     """A seeded sample of `n_users` held-out rows (user_id, history, history_ratings, target, target_rating)."""
+    from llmrec.evaluation.generative import sample_positions
+
     rows = dataset.histories(split).to_pylist()
-    if n_users is not None and n_users < len(rows):
-        rows = [rows[i] for i in np.sort(np.random.default_rng(seed).choice(len(rows), n_users, replace=False))]
-    return rows
+    return [rows[i] for i in sample_positions(len(rows), n_users, seed)]
 
 
 def candidate_lists(dataset: PreparedDataset, split: str, source: str, n: int, users: list[str],
