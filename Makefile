@@ -46,6 +46,8 @@ test: install
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
+	# bench_beam ranks ml-100k users: prepare the dataset unless `make demo` already did.
+	test -d $(DEMO_DIR)/dataset || $(BIN)/llmrec data prepare --config data_prep/configs/ml-100k.yaml --output $(DEMO_DIR)/dataset
 	$(BIN)/python bench/bench_prepare.py
 	$(BIN)/python bench/bench_index.py
 	$(BIN)/python bench/bench_prompts.py

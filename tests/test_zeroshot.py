@@ -100,6 +100,8 @@ def test_answers_are_grounded_and_scored_like_rankings(toy_dataset, tmp_path):
                                                                     "method": "exact"}
     assert {"metrics.json", "report.md", "per_user.json", "metrics_at_k.png"} <= {
         p.name for p in (tmp_path / "report").iterdir()}
+    meta = json.loads((tmp_path / "report" / "meta.json").read_text())
+    assert meta["config"]["scenario"] == "history" and meta["config"]["k"] == 3  # the run's own settings
 
 
 def test_scenarios_ask_what_they_say(tmp_path):

@@ -163,16 +163,17 @@ def protocol_line(dataset: PreparedDataset, config: RankEvalConfig, n_users: int
 
 
 def save_report(out: Path, result: Evaluation, dataset: PreparedDataset, config: Any, protocol: str,
-                extra: dict[str, Any] | None = None) -> None:
+                extra: dict[str, Any] | None = None, made_by: Any = None) -> None:
     """Write a report folder's files into `out` (an `atomic_dir`): metrics.json (+ `extra` keys),
-    rankings.jsonl, per_user.json (for `llmrec eval compare`), meta.json, report.md and the plots."""
+    rankings.jsonl, per_user.json (for `llmrec eval compare`), meta.json (the settings of `made_by`,
+    default `config`), report.md and the plots."""
     metrics = {**result.metrics, **(extra or {})}
     write_json(out / "metrics.json", {"protocol": protocol, **metrics})
     with open(out / "rankings.jsonl", "w", encoding="utf-8") as f:
         for user, items, target in zip(result.users, result.lists, result.targets):
             f.write(json.dumps({"user_id": user, "ranked_items": items, "target_item_id": target}) + "\n")
     write_json(out / "per_user.json", {"user_id": result.users, **{m: v.tolist() for m, v in result.per_user.items()}})
-    write_json(out / "meta.json", provenance(dataclasses.asdict(config)))
+    write_json(out / "meta.json", provenance(dataclasses.asdict(made_by or config)))
     write_plots(out, result, dataset, config.ks)
     write_report_md(out / "report.md", metrics, protocol, config.ks)
 

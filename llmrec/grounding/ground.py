@@ -102,8 +102,8 @@ class TitleGrounder:
         pool = same_year or candidates
         return max(pool, key=lambda i: (self.popularity[i], -i))
 
-    def _adjusted_distances(self, mentions: list[str], gamma: float | None = None):
-        """(M, N) tensor: L2 distance of each mention to each item, times (1 + p_i)^-gamma (BIGRec Eq. 4)."""
+    def _distances(self, mentions: list[str]):
+        """(M, N) tensor: L2 distance between each mention's and each item's normalised embedding."""
         import torch
 
         if self.encoder is None:
@@ -111,14 +111,19 @@ class TitleGrounder:
         if self._item_emb is None:
             self._item_emb = self.encoder.encode(self.texts, convert_to_tensor=True, normalize_embeddings=True)
         query = self.encoder.encode(mentions, convert_to_tensor=True, normalize_embeddings=True)  # (M, D)
-        dist = torch.cdist(query, self._item_emb)  # (M, N)
+        return torch.cdist(query, self._item_emb)  # (M, N)
+
+    def _adjust(self, dist, gamma: float | None = None):
+        """D_i * (1 + p_i)^-gamma (BIGRec Eq. 4), p the min-max normalised training popularity."""
+        import torch
+
         p = self.popularity
         p = (p - p.min()) / (p.max() - p.min()) if p.max() > p.min() else np.zeros_like(p)
         gamma = self.gamma if gamma is None else gamma
         return dist * torch.as_tensor((1 + p) ** -gamma, dtype=dist.dtype)  # (M, N)
 
     def _by_embedding(self, mentions: list[str]) -> list[Grounded]:
-        adjusted = self._adjusted_distances(mentions)
+        adjusted = self._adjust(self._distances(mentions))
         best = adjusted.argmin(dim=1)
         return [
             Grounded(m, self.ids[int(b)], "embedding", float(adjusted[k, b]))
@@ -129,7 +134,10 @@ class TitleGrounder:
                 gamma: float | None = None) -> list[list[str]]:
         """BIGRec's full ranking: for each generated text, the k catalog items closest after the popularity
         adjustment, minus that user's `exclude` items (their history)."""
-        adjusted = self._adjusted_distances(mentions, gamma)  # (M, N)
+        return self._top_k(self._distances(mentions), k, exclude, gamma)
+
+    def _top_k(self, dist, k: int, exclude: list[set[str]] | None, gamma: float | None) -> list[list[str]]:
+        adjusted = self._adjust(dist, gamma)  # (M, N), a new tensor: `dist` stays reusable
         position = {item: n for n, item in enumerate(self.ids)}
         for row, items in enumerate(exclude or []):
             adjusted[row, [position[i] for i in items if i in position]] = float("inf")
@@ -145,9 +153,10 @@ def select_gamma(grounder: TitleGrounder, generated: list[str], targets: list[st
     every gamma's NDCG@k; set `grounder.gamma` to the choice before grounding test answers."""
     from llmrec.evaluation.metrics import ranking_metrics
 
+    dist = grounder._distances(generated)  # (M, N): encoded once, re-weighted per gamma
     scores = {}
     for gamma in gammas:
-        ranked = grounder.nearest(generated, k, exclude, gamma)
+        ranked = grounder._top_k(dist, k, exclude, gamma)
         hits = np.array([[item == t for item in row] + [False] * (k - len(row)) for row, t in zip(ranked, targets)])
         scores[gamma] = float(ranking_metrics(hits, np.ones(len(targets)), [k])[f"ndcg@{k}"].mean())
     best = max(scores.values())

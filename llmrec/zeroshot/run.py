@@ -28,7 +28,7 @@ from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line, save
 from llmrec.evaluation.stats import bootstrap_ci
 from llmrec.generation.backends import ChatBackend, Completion, GenerationSettings
 from llmrec.generation.cache import ResponseCache, answer_all
-from llmrec.grounding import TitleGrounder, parse_list
+from llmrec.grounding import Grounded, TitleGrounder, parse_list
 from llmrec.prompts.templates import load_family
 from llmrec.zeroshot.scenarios import DEFAULT_FAMILY, Request, build_requests, candidate_lists, sample_users
 
@@ -114,8 +114,7 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
     rows = sample_users(dataset, c.split, c.n_users or None, c.seed)
     cands = None
     if c.scenario == "rerank":
-        cands = candidate_lists(dataset, c.split, c.candidates_from, c.n_candidates, [r["user_id"] for r in rows],
-                                c.seed)
+        cands = candidate_lists(dataset, c.split, c.candidates_from, c.n_candidates, rows, c.seed)
     requests = build_requests(dataset, c.scenario, family, template, rows, max_history=c.max_history,
                               cold_start_history=c.cold_start_history, k=c.k, candidates=cands,
                               system_prompt=c.system_prompt)
@@ -127,8 +126,6 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
              "template": template.id, **usage}
     samples = [{"user_id": r.user_id, "prompt": r.conversation, "answer": a.text, "error": a.error}
                for r, a in list(zip(requests, answers))[: c.n_samples]]
-    eval_config = RankEvalConfig(data=c.data, output=c.output, split=c.split, ks=ks, n_bootstrap=c.n_bootstrap,
-                                 seed=c.seed)
     with atomic_dir(c.output, overwrite=c.overwrite) as out:
         if c.scenario == "rating":
             metrics = _score_ratings(requests, answers, c, out)
@@ -138,40 +135,42 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
             write_json(out / "meta.json", provenance(dataclasses.asdict(c)))
             (out / "report.md").write_text(_rating_report(metrics), encoding="utf-8")
         else:
+            eval_config = RankEvalConfig(data=c.data, output=c.output, split=c.split, ks=ks,
+                                         n_bootstrap=c.n_bootstrap, seed=c.seed)
             grounder = TitleGrounder(dataset.items, fuzzy_cutoff=c.fuzzy_cutoff or None, encoder=c.encoder,
                                      gamma=c.gamma)
-            records, grounding = _ground(requests, answers, grounder, samples)
+            records, grounding, outcomes = _ground(requests, answers, grounder)
+            for sample, grounded in zip(samples, outcomes):
+                sample["grounded"] = [{"mention": g.mention, "item_id": g.item_id, "method": g.method}
+                                      for g in grounded]
             result = evaluate(dataset, records, eval_config, users={r.user_id for r in requests})
             protocol = _protocol(dataset, eval_config, c, len(requests))
-            save_report(out, result, dataset, eval_config, protocol, {**about, **grounding})
+            save_report(out, result, dataset, eval_config, protocol, {**about, **grounding}, made_by=c)
             metrics = {"protocol": protocol, **result.metrics, **about, **grounding}
-            write_json(out / "meta.json", provenance(dataclasses.asdict(c)))
         with open(out / "samples.jsonl", "w", encoding="utf-8") as f:
             for s in samples:
                 f.write(json.dumps(s, ensure_ascii=False) + "\n")
     return metrics
 
 
-def _ground(requests: list[Request], answers: list[Completion], grounder: TitleGrounder,
-            samples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Answers -> rankings records. A mention that grounds to nothing stays in place as an unknown item,
-    so `evaluate` counts it as a miss and a hallucination."""
-    records, methods, empty = [], Counter(), 0
-    for n, (r, a) in enumerate(zip(requests, answers)):
+def _ground(requests: list[Request], answers: list[Completion],
+            grounder: TitleGrounder) -> tuple[list[dict[str, Any]], dict[str, Any], list[list[Grounded]]]:
+    """Answers -> rankings records, counts, and each answer's grounding outcomes. A mention that grounds
+    to nothing stays in place as an unknown item, so `evaluate` counts it as a miss and a hallucination."""
+    records, methods, empty, outcomes = [], Counter(), 0, []
+    for r, a in zip(requests, answers):
         mentions = parse_list(a.text) if not a.error else []
         empty += not mentions
         grounded = grounder.ground(mentions)
         methods.update(g.method for g in grounded)
         ranked = [g.item_id if g.item_id is not None else f"unmatched: {g.mention}" for g in grounded]
         records.append({"user_id": r.user_id, "ranked_items": ranked, "target_item_id": r.target_item_id})
-        if n < len(samples):
-            samples[n]["grounded"] = [{"mention": g.mention, "item_id": g.item_id, "method": g.method}
-                                      for g in grounded]
+        outcomes.append(grounded)
     counts = {"answers_without_items": empty, "mentions": sum(methods.values()),
               **{f"grounded_{m}": methods.get(m, 0) for m in ("exact", "fuzzy", "embedding", "none")}}
     if requests and requests[0].candidate_item_ids:
         counts["targets_in_candidates"] = sum(r.target_item_id in r.candidate_item_ids for r in requests)
-    return records, counts
+    return records, counts, outcomes
 
 
 def _score_ratings(requests: list[Request], answers: list[Completion], c: ZeroShotConfig, out: Path) -> dict[str, Any]:

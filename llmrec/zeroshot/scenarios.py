@@ -46,10 +46,10 @@ def sample_users(dataset: PreparedDataset, split: str, n_users: int | None, seed
     return [rows[i] for i in sample_positions(len(rows), n_users, seed)]
 
 
-def candidate_lists(dataset: PreparedDataset, split: str, source: str, n: int, users: list[str],
+def candidate_lists(dataset: PreparedDataset, split: str, source: str, n: int, rows: list[dict[str, Any]],
                     seed: int) -> dict[str, list[str]]:
-    """Each user's top-n candidates from `source`: most_popular, random, or a rankings.jsonl path
-    (history items are skipped, as `llmrec eval rank` does)."""
+    """Each sampled user's top-n candidates from `source`: most_popular, random, or a rankings.jsonl path
+    (history items are skipped, as `llmrec eval rank` does). `rows` are `sample_users` rows."""
     from llmrec.evaluation.baselines import baseline_rankings
     from llmrec.evaluation.rank import load_rankings
 
@@ -57,12 +57,12 @@ def candidate_lists(dataset: PreparedDataset, split: str, source: str, n: int, u
         records = baseline_rankings(dataset, split, n, source, seed)
     else:
         records = load_rankings(source)
-    history = {r["user_id"]: set(r["history"]) for r in dataset.histories(split).to_pylist()}
-    out = {r["user_id"]: [i for i in r["ranked_items"] if i not in history.get(r["user_id"], ())][:n]
-           for r in records}
-    missing = [u for u in users if not out.get(u)]
+    history = {r["user_id"]: set(r["history"]) for r in rows}
+    out = {r["user_id"]: [i for i in r["ranked_items"] if i not in history[r["user_id"]]][:n]
+           for r in records if r["user_id"] in history}
+    missing = [u for u in history if not out.get(u)]
     if missing:
-        raise DataError(source, f"no candidates for {len(missing)} of {len(users)} users (first: {missing[0]})")
+        raise DataError(source, f"no candidates for {len(missing)} of {len(rows)} users (first: {missing[0]})")
     return out
 
 
