@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/bench_sft.py
 	$(BIN)/python bench/bench_beam.py
 	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_collab.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -17,6 +17,7 @@ COMMANDS = {
     ("data", "prepare"): ("llmrec.data.prepare", "raw files or a named dataset -> a split dataset folder"),
     ("index", "build"): ("llmrec.indexing.build", "dataset folder -> item index (semantic IDs or P5 ids)"),
     ("prompts", "build"): ("llmrec.prompts.build", "dataset folder (+ index) -> chat datasets for TRL (Arrow, JSONL)"),
+    ("train", "collab"): ("llmrec.collab.train", "fit SASRec, BPR or EASE (same as recipes/collab.py)"),
     ("train", "sft"): ("llmrec.training.sft", "fine-tune an LLM recommender (same as recipes/sft.py)"),
     ("eval", "rank"): (
         "llmrec.evaluation.rank",

@@ -42,11 +42,11 @@ def test_every_shipped_template_renders(syn, index):
             if name == "alignment":  # one row per item, training only: render directly
                 prompt, target = t.render({"item_title": "Film 1 (1991)", "item_index": index.tokens[1],
                                            "item_text": "Film 1 (1991). Genres: Comedy"})
-            elif name == "rerank":  # candidates come from another recommender: llmrec eval zeroshot
+            elif name == "rerank":  # candidates come from another recommender (tests/test_collab.py builds them)
                 prompt, target = t.render({"user_id": "u1", "rated_history": [{"item": "Film 1", "rating": "4"}],
                                            "history": ["Film 1"], "candidates": ["Film 2", "Film 3"],
                                            "n_candidates": 2, "k": 2, "target": "Film 2"})
-                with pytest.raises(LlmrecError, match="eval zeroshot"):
+                with pytest.raises(LlmrecError, match="--candidates_from"):
                     build(syn, index, families=[name])
             else:
                 row = build(syn, index, families=[name], eval_template=t.id, max_eval_users=2)["test"][0]

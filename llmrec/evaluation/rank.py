@@ -39,7 +39,8 @@ class RankEvalConfig:
     )
     checkpoint: str | None = field(
         default=None,
-        metadata={"help": "A fine-tuned model folder (recipes/sft.py output): rank with trie-constrained beam search."},
+        metadata={"help": "A model folder: recipes/sft.py output (ranked by trie-constrained beam search) or "
+                          "llmrec train collab output (full-catalog scores)."},
     )
     max_users: int | None = field(
         default=None, metadata={"help": "--checkpoint: a seeded sample of this many users (default: all)."}
@@ -67,7 +68,9 @@ class Evaluation:
     target_codes: np.ndarray  # (U,) item code of each target, -2 if it is not in the catalog
 
 
-def load_rankings(path: str | Path) -> list[dict[str, Any]]:
+def load_rankings(path: str | Path, keyed_by_position: bool = False) -> list[dict[str, Any]]:
+    """Read a rankings.jsonl; each user once, or with `keyed_by_position` each (user_id, position) once
+    (candidates for training prefixes, `llmrec.collab.candidates`)."""
     path, records, seen = Path(path), [], set()
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -83,9 +86,12 @@ def load_rankings(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(r, dict) or "user_id" not in r or not isinstance(r.get("ranked_items"), list):
             raise DataError(path, "expected an object with user_id and a ranked_items list", line=number)
         user = str(r["user_id"])
-        if user in seen:
+        if keyed_by_position and not isinstance(r.get("position"), int):
+            raise DataError(path, "expected an integer position", line=number, field="position")
+        key = (user, r.get("position")) if keyed_by_position else user
+        if key in seen:
             raise DataError(path, f"user {user!r} appears twice", line=number, field="user_id")
-        seen.add(user)
+        seen.add(key)
         records.append({**r, "user_id": user, "ranked_items": [str(i) for i in r["ranked_items"]]})
     return records
 
@@ -193,9 +199,15 @@ def main(argv: list[str] | None = None) -> None:
     elif config.baseline:
         records = baseline_rankings(dataset, config.split, max(config.ks), config.baseline, config.seed)
     else:
-        from llmrec.evaluation.generative import checkpoint_rankings
+        from llmrec.collab.checkpoint import checkpoint_records, is_collab_folder
+        from llmrec.evaluation.generative import checkpoint_rankings, sample_positions
 
-        records = checkpoint_rankings(config, dataset)
+        if is_collab_folder(config.checkpoint):  # a classic model: full-catalog scores, no generation
+            every = dataset.histories(config.split)["user_id"].to_pylist()
+            sample = [every[i] for i in sample_positions(len(every), config.max_users, config.seed)]
+            records = checkpoint_records(config.checkpoint, dataset, config.split, max(config.ks), sample)
+        else:
+            records = checkpoint_rankings(config, dataset)
         users = {r["user_id"] for r in records} if config.max_users else None
     result = evaluate(dataset, records, config, users)
     protocol = protocol_line(dataset, config, len(users) if users is not None else None)

@@ -60,6 +60,11 @@ class PromptBuildConfig:
     max_history: int = field(default=20, metadata={"help": "Most recent history items shown per row."})
     min_history: int = field(default=1, metadata={"help": "Training windows need at least this many earlier items."})
     n_candidates: int = field(default=20, metadata={"help": "candidates family: list size (target + negatives)."})
+    candidates_from: str | None = field(
+        default=None, metadata={"help": "candidates/rerank families: a model folder with candidates-{split}.jsonl "
+                                "(llmrec train collab --candidates N) instead of random negatives. Training rows get "
+                                "the target in place of the last candidate when it is missing; valid/test rows get "
+                                "the list as it is."})
     n_negatives: int = field(default=1, metadata={"help": "preference format: rejected items per row."})
     positive_threshold: float = field(default=4.0, metadata={"help": "Ratings >= this count as liked (yes/no)."})
     k: int = field(default=50, metadata={"help": "zeroshot family: how many recommendations to ask for."})
@@ -88,9 +93,11 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
     if index is not None:
         index.check_dataset(ds.items, config.index or "index")
     families = [load_family(f) for f in config.families]
-    if any(f.task == "rerank" for f in families):
-        raise LlmrecError("the rerank family needs another recommender's candidates: use `llmrec eval zeroshot "
-                          "--scenario rerank`")
+    if any(f.task == "rerank" for f in families) and not config.candidates_from:
+        raise LlmrecError("the rerank family needs another recommender's candidates: pass --candidates_from "
+                          "MODEL_DIR (llmrec train collab --candidates N)")
+    if config.candidates_from and config.format == "preference":
+        raise LlmrecError("--candidates_from builds candidate lists, not preference pairs: use --format sft")
     weights = config.weights or [1.0] * len(families)
     if len(weights) != len(families):
         raise LlmrecError(f"--weights has {len(weights)} values for {len(families)} families")
@@ -186,13 +193,43 @@ def family_rows(fam: Family, split: str, weight: float, ds: PreparedDataset, ctx
     cols["template_id"], cols["family"], cols["split"] = template_ids, [fam.name] * n, [split] * n
     ustart = user_starts(ctx.inter_user)
     n_neg = c.n_candidates - 1 if fam.task == "candidates" else c.n_negatives if c.format == "preference" else 0
-    if n_neg and fam.task != "alignment":
+    given = bool(c.candidates_from) and fam.task in ("candidates", "rerank")
+    if given:
+        negatives = given_candidates(c, split, ctx, ustart, cols["_target"], cols["_item"])
+    elif n_neg and fam.task != "alignment":
         negatives = sample_negatives(ctx.inter_item, ustart, cols["_target"], n_items, n_neg, rng)
     else:
         negatives = np.zeros((n, 0), np.int64)
     cols["_negatives"] = pa.array(list(negatives), pa.list_(pa.int64()))
+    cols["_given"] = np.full(n, given)
     cols["_shuffle"] = rng.integers(0, 2**31, n)
     return pa.table({k: pa.array(v) if not isinstance(v, pa.Array) else v for k, v in cols.items()})
+
+
+def given_candidates(c: PromptBuildConfig, split: str, ctx: RenderContext, ustart: np.ndarray, target: np.ndarray,
+                     item: np.ndarray) -> list[np.ndarray]:
+    """Each row's first n_candidates from --candidates_from (catalog positions). Training rows are keyed by
+    (user, position in the user's sequence) and get the target in place of the last candidate when it is
+    missing (the order is shuffled at rendering); valid/test rows keep the list as it is, target or not."""
+    from llmrec.collab.candidates import load_candidates
+
+    lists = load_candidates(c.candidates_from, split)
+    code = {i: n for n, i in enumerate(ctx.item_ids)}
+    out, missing = [], []
+    for t, it in zip(target.tolist(), item.tolist()):
+        user = str(ctx.inter_user[t])
+        ranked = lists.get((user, t - int(ustart[t])) if split == "train" else (user, None))
+        if not ranked:
+            missing.append(user)
+            continue
+        cands = [code[i] for i in ranked[: c.n_candidates] if i in code]
+        if split == "train" and it not in cands:
+            cands[-1:] = [it]
+        out.append(np.array(cands, np.int64))
+    if missing:
+        raise LlmrecError(f"{c.candidates_from}: no {split} candidates for {len(missing)} of {len(target)} rows "
+                          f"(first user: {missing[0]}); export them from a model trained on this dataset")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

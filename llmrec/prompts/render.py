@@ -31,8 +31,10 @@ def rating_text(r: float) -> str:
 
 
 def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int, item: int,
-               negatives: list[int], shuffle: int, s: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
-    """Template fields for one row, and the candidate list (catalog positions) when the task has one."""
+               negatives: list[int], shuffle: int, s: dict[str, Any],
+               given: bool = False) -> tuple[dict[str, Any], list[int]]:
+    """Template fields for one row, and the candidate list (catalog positions) when the task has one.
+    `given`: `negatives` is already the whole candidate list (another recommender's), not target + negatives."""
     hist = ctx.inter_item[start:end]
     shown = [ctx.shown[i] for i in hist]
     user = str(ctx.inter_user[target]) if target >= 0 else ""
@@ -40,15 +42,15 @@ def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int,
         return {"item_title": ctx.titles[item], "item_index": ctx.index_tokens[item], "item_text": ctx.texts[item]}, []
     rating = float(ctx.inter_rating[target])
     f: dict[str, Any] = {"user_id": user}
-    if task in ("sequential", "candidates", "zeroshot"):
+    if task in ("sequential", "candidates", "zeroshot", "rerank"):
         f.update(history=shown, n_history=len(shown), target=ctx.ident[item])
-    if task == "candidates":
-        cands = [item, *negatives]
-        np.random.default_rng(shuffle).shuffle(cands)
-        f.update(candidates=[ctx.shown[i] for i in cands], n_candidates=len(cands))
-        return f, cands
-    if task in ("zeroshot", "rating"):
+    if task in ("zeroshot", "rating", "rerank"):
         f["rated_history"] = [{"item": x, "rating": rating_text(r)} for x, r in zip(shown, ctx.inter_rating[start:end])]
+    if task in ("candidates", "rerank"):
+        cands = list(negatives) if given else [item, *negatives]
+        np.random.default_rng(shuffle).shuffle(cands)
+        f.update(candidates=[ctx.shown[i] for i in cands], n_candidates=len(cands), k=s["k"])
+        return f, cands
     if task == "zeroshot":
         f["k"] = s["k"]
     elif task == "preference":
@@ -73,7 +75,7 @@ def render_one(template: Template, task: str, ctx: RenderContext, cols: dict[str
     system = [{"role": "system", "content": s["system_prompt"]}] if s["system_prompt"] else []
     while True:  # drop the oldest history item until the prompt fits (never the target)
         fields, cands = row_fields(task, ctx, int(cols["_target"]), start, end, int(cols["_item"]),
-                                   list(cols["_negatives"]), int(cols["_shuffle"]), s)
+                                   list(cols["_negatives"]), int(cols["_shuffle"]), s, bool(cols["_given"]))
         text, target = template.render(fields)
         prompt = [*system, {"role": "user", "content": text}]
         if not s["max_prompt_tokens"] or tokenizer is None or start >= end:
