@@ -1,6 +1,7 @@
 """Classic models on ml-100k: llmrec's SASRec, BPR-MF and EASE, and RecBole 1.2.1's SASRec side by side.
 
-Same split for all (llmrec's leave-one-out by time, written out as RecBole benchmark files), the same
+Same split for all (llmrec's leave-one-out by time; RecBole reads the interactions in llmrec's order and
+holds out the same items with its own time-ordered leave-one-out), the same
 SASRec shape (2 layers, 64 wide, 2 heads, max length 200, CE loss). llmrec's models train to convergence
 (early stopping on validation) and are scored on all test users (full ranking, history masked, bootstrap
 CIs). RecBole's SASRec runs --recbole-epochs epochs (its seconds per epoch are the comparison; 48
@@ -49,21 +50,24 @@ def llmrec_rows(dataset: PreparedDataset, out: Path) -> list[dict]:
     return rows
 
 
-def write_recbole_files(dataset: PreparedDataset, root: Path, name: str) -> None:
-    """The llmrec split as RecBole benchmark files: NAME.train.inter, NAME.valid.inter, NAME.test.inter."""
-    folder = root / name
-    folder.mkdir(parents=True)
+def write_recbole_file(dataset: PreparedDataset, root: Path, name: str) -> None:
+    """All interactions as one RecBole atomic file, in llmrec's order (user, then time, ties in source
+    order), so RecBole's own leave-one-out ("LS", time-ordered, stable) holds out the same items."""
+    (root / name).mkdir(parents=True)
     inter = dataset.interactions.to_pydict()
-    files = {s: open(folder / f"{name}.{s}.inter", "w") for s in ("train", "valid", "test")}
-    for f in files.values():
+    with open(root / name / f"{name}.inter", "w") as f:
         f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-    for u, i, t, s in zip(inter["user_id"], inter["item_id"], inter["timestamp"], inter["split"]):
-        files[s].write(f"{u}\t{i}\t{t}\n")
-    for f in files.values():
-        f.close()
+        for u, i, t in zip(inter["user_id"], inter["item_id"], inter["timestamp"]):
+            f.write(f"{u}\t{i}\t{t}\n")
 
 
 def recbole_row(dataset: PreparedDataset, epochs: int) -> dict | None:
+    import numpy as np
+
+    # RecBole 1.2.1 still reads aliases that NumPy 2 removed; give them back for this baseline only.
+    for name, alias in {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}.items():
+        if name not in np.__dict__:
+            setattr(np, name, alias)
     try:
         from recbole.config import Config
         from recbole.data import create_dataset, data_preparation
@@ -73,10 +77,15 @@ def recbole_row(dataset: PreparedDataset, epochs: int) -> dict | None:
     except ImportError:
         print("recbole not installed: pip install 'llmrec[bench]' for the side-by-side row")
         return None
+    import os
+
     with tempfile.TemporaryDirectory() as tmp:
-        write_recbole_files(dataset, Path(tmp), "mlloo")
+        here = os.getcwd()
+        os.chdir(tmp)  # RecBole writes log/ and log_tensorboard/ into the working folder
+        write_recbole_file(dataset, Path(tmp), "mlloo")
         config = Config(model="SASRec", dataset="mlloo", config_dict={
-            "data_path": tmp, "benchmark_filename": ["train", "valid", "test"], "load_col": {
+            "data_path": tmp, "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
+                                            "group_by": "user"}, "load_col": {
                 "inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 200, "hidden_size": 64,
             "inner_size": 256, "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2,
             "loss_type": "CE", "train_neg_sample_args": None, "epochs": epochs, "eval_step": epochs,
@@ -99,6 +108,7 @@ def recbole_row(dataset: PreparedDataset, epochs: int) -> dict | None:
         trainer._train_epoch = timed
         trainer.fit(train, valid, saved=True, show_progress=False)
         result = trainer.evaluate(test, load_best_model=False, show_progress=False)
+        os.chdir(here)
     return {"name": "RecBole SASRec", "seconds": sum(seconds), "epochs": len(seconds),
             "recbole": {k: float(v) for k, v in result.items()}}
 

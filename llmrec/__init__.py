@@ -1,6 +1,6 @@
 """llmrec: fine-tune and evaluate LLM-based recommenders.
 
-The stages meet at artifact folders (see ARCHITECTURE.md): `llmrec.data` turns raw files into a
+The stages meet at artifact folders (see docs/architecture.md): `llmrec.data` turns raw files into a
 dataset folder, and every later stage reads that folder through `llmrec.data.PreparedDataset`.
 """
 

@@ -18,6 +18,7 @@ COMMANDS = {
     ("index", "build"): ("llmrec.indexing.build", "dataset folder -> item index (semantic IDs or P5 ids)"),
     ("prompts", "build"): ("llmrec.prompts.build", "dataset folder (+ index) -> chat datasets for TRL (Arrow, JSONL)"),
     ("train", "collab"): ("llmrec.collab.train", "fit SASRec, BPR or EASE (same as recipes/collab.py)"),
+    ("train", "rerank"): ("llmrec.rerank.train", "fine-tune an LLM re-ranker of a retriever's candidates"),
     ("train", "sft"): ("llmrec.training.sft", "fine-tune an LLM recommender (same as recipes/sft.py)"),
     ("eval", "rank"): (
         "llmrec.evaluation.rank",

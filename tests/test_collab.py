@@ -98,6 +98,16 @@ def test_ease_equals_the_closed_form_by_hand():
         [b[0], b[0] + b[4], b[0] + b[4]]), atol=1e-6)
 
 
+def test_score_items_reads_the_full_catalog_scores():
+    torch.manual_seed(0)
+    model = SASRec(n_items=7, max_len=4, dim=8, n_layers=1, n_heads=2).eval()
+    histories = [np.array([1, 2]), np.array([5])]
+    full = model.score(["a", "b"], histories)
+    picked = model.score_items(["a", "b"], histories, np.array([[6, 0], [3, 3]]))
+    torch.testing.assert_close(picked, torch.stack([full[0, [6, 0]], full[1, [3, 3]]]))
+    assert model.encode_users(histories).shape == (2, 8)
+
+
 def test_bpr_negatives_are_never_positives():
     rng = np.random.default_rng(0)
     n_items, n_users = 6, 50

@@ -29,6 +29,11 @@ class CollabModel(nn.Module):
         """(U,) users with their histories (catalog positions, time order) -> (U, N) scores."""
         raise NotImplementedError
 
+    def score_items(self, users: list[str], histories: list[np.ndarray], items: np.ndarray) -> torch.Tensor:
+        """(U,) users and (U, C) catalog positions -> (U, C) the scores of those items (a reward model's view)."""
+        scores = self.score(users, histories)  # (U, N)
+        return scores.gather(1, torch.as_tensor(items, device=scores.device))
+
     def prefix_scores(self, sequence: np.ndarray) -> torch.Tensor:
         """(n,) one user's items in time order -> (n, N): row t scores the catalog from items[: t + 1] alone,
         so candidates for a training target at t + 1 never see that target or anything after it."""

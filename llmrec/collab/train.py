@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {config.output} in {result['train_seconds']} s\n{result['protocol']}")
     print("  ".join(f"{n} {m[n]['value']:.4f} [{m[n]['ci95'][0]:.4f}, {m[n]['ci95'][1]:.4f}]"
                     for n in ("ndcg@10", "recall@10")))
+    if result["skipped_users"]:
+        print(f"users with fewer than 2 training items (no next-item target): {result['skipped_users']}")
     for split, c in result.get("candidates", {}).items():
         print(f"candidates {split}: {c['rows']} rows, target among top {config.candidates}: "
               f"{c['target_in_candidates']:.2%}")

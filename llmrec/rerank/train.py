@@ -1,0 +1,155 @@
+"""`recipes/rerank.py` / `llmrec train rerank`: fine-tune an LLM re-ranker over a retriever's candidates.
+
+A transformers `Trainer` subclass with its own collator and `compute_loss` (cross-entropy over the N
+letter logits at the last prompt position, the target's letter as label), LoRA through PEFT, then:
+lambda chosen on validation, and the retriever / random / LLM / fused orders of the same test candidates
+scored with paired tests. The folder is a PEFT adapter + tokenizer, `llmrec.json` and a model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+from trl import ModelConfig, get_peft_config
+
+from llmrec.artifacts import write_json
+from llmrec.data.dataset import PreparedDataset
+from llmrec.errors import LlmrecError
+from llmrec.indexing.p5 import title_strings
+from llmrec.models.resolve import resolve_model
+from llmrec.rerank.evaluate import compare_orders, llm_scores, pick_lambda, summary, tokenize_rows
+from llmrec.rerank.rows import eval_rows, train_rows
+from llmrec.rerank.verbalizer import left_pad, letter_ids, letter_logits
+from llmrec.training.sft import check_output_dir, resume_checkpoint
+
+
+@dataclass
+class RerankArguments:
+    data: str = field(metadata={"help": "Prepared dataset folder."})
+    retriever: str = field(metadata={"help": "Classic model folder with candidates-{train,valid,test}.jsonl "
+                                     "(llmrec train collab --candidates N)."})
+    n_candidates: int = field(default=20, metadata={"help": "Candidates per prompt (the retriever's top N)."})
+    max_history: int = field(default=10, metadata={"help": "Most recent history titles shown."})
+    max_title_chars: int = field(default=40, metadata={"help": "Longer titles are cut (short prompts: CPU time)."})
+    show_ranks: bool = field(default=False, metadata={"help": "Show the retriever's rank beside each candidate "
+                                                      "(RecRanker's hint)."})
+    max_train_rows: int = field(default=2000, metadata={"help": "Training prompts, spread evenly over users."})
+    system_prompt: str | None = field(default="You recommend movies.", metadata={"help": "System message."})
+    lambdas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0],
+                                 metadata={"help": "Fusion weights tried on validation."})
+    score_batch_size: int = field(default=16, metadata={"help": "Prompts per scoring forward pass."})
+
+
+@dataclass
+class RerankConfig(TrainingArguments):
+    """transformers' TrainingArguments; the collator needs the raw columns, so none are dropped."""
+
+    remove_unused_columns: bool = False
+
+
+class RerankCollator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids, mask = left_pad([f["input_ids"] for f in features], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["label"] for f in features])}
+
+
+class RerankTrainer(Trainer):
+    """Loss: cross-entropy of the target's letter among the N letters' logits at the last position."""
+
+    def __init__(self, *args: Any, letters: list[int], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.letters = letters
+
+    def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        logits = letter_logits(model, inputs["input_ids"], inputs["attention_mask"], self.letters)  # (B, N)
+        loss = F.cross_entropy(logits, inputs["labels"])
+        return (loss, logits) if return_outputs else loss
+
+
+def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> dict[str, Any]:
+    import datasets
+    from peft import get_peft_model
+
+    check_output_dir(args.output_dir)
+    dataset = PreparedDataset.load(r.data)
+    titles = [t[: r.max_title_chars] for t in title_strings(dataset.items)[0]]
+    rows, counts = train_rows(dataset, r.retriever, r.n_candidates, r.max_history, r.max_train_rows, args.seed)
+    valid, test = (eval_rows(dataset, r.retriever, s, r.n_candidates, r.max_history) for s in ("valid", "test"))
+    path = resolve_model(margs.model_name_or_path or "smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    letters = letter_ids(tokenizer, r.n_candidates)
+    set_seed(args.seed)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if margs.use_peft:
+        model = get_peft_model(model, get_peft_config(margs))
+    ids = tokenize_rows(tokenizer, rows, titles, r.show_ranks, r.system_prompt)
+    train = datasets.Dataset.from_dict({"input_ids": ids, "label": [row.label for row in rows]})
+    trainer = RerankTrainer(model=model, args=args, train_dataset=train, data_collator=RerankCollator(
+        tokenizer.pad_token_id), processing_class=tokenizer, letters=letters)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args))
+    seconds = time.perf_counter() - start
+    trainer.save_model(args.output_dir)
+    log = trainer.state.log_history
+    result: dict[str, Any] = {"train_seconds": round(seconds, 1), "train_rows": counts,
+                              "prompt_tokens_mean": round(sum(map(len, ids)) / len(ids), 1),
+                              "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e]}
+    if not trainer.is_world_process_zero():
+        return result
+    scorer = trainer.accelerator.unwrap_model(trainer.model)
+    scorer = scorer.merge_and_unload() if margs.use_peft else scorer  # scoring runs on merged weights
+    scorer.eval()
+    start = time.perf_counter()
+    valid_llm = llm_scores(scorer, tokenizer, valid, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
+    lam, by_lambda = pick_lambda(valid, valid_llm, r.lambdas)
+    test_llm = llm_scores(scorer, tokenizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
+    result["score_seconds"] = round(time.perf_counter() - start, 1)
+    result.update(fusion_lambda=lam, valid_ndcg_by_lambda=by_lambda,
+                  test=summary(compare_orders(dataset, test, test_llm, lam, "test", args.seed)),
+                  test_targets_in_candidates=sum(row.label >= 0 for row in test) / len(test))
+    out = Path(args.output_dir)
+    write_json(out / "llmrec.json", {"rerank": dataclasses.asdict(r), "base_model": margs.model_name_or_path,
+                                     "result": result})
+    return result
+
+
+def format_summary(lines: list[dict[str, Any]]) -> str:
+    rows = [f"{'order of the same candidates':<28}{'ndcg@10':>26}{'recall@10':>10}{'p vs retriever':>16}"
+            f"{'p vs random':>13}"]
+    for line in lines:
+        m = line["ndcg@10"]
+        p1, p2 = line.get("p_vs_retriever"), line.get("p_vs_random_order")
+        rows.append(f"{line['name']:<28}{m['value']:>8.4f} [{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]"
+                    f"{line['recall@10']['value']:>10.4f}{'-' if p1 is None else f'{p1:.4f}':>16}"
+                    f"{'-' if p2 is None else f'{p2:.4f}':>13}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trl import TrlParser
+
+    parser = TrlParser((RerankArguments, RerankConfig, ModelConfig), prog="recipes/rerank.py")
+    r, args, margs = parser.parse_args_and_config(argv)
+    if r.n_candidates < 2:
+        raise LlmrecError("--n_candidates must be at least 2")
+    result = train_rerank(r, args, margs)
+    losses = result["loss_history"]
+    if losses:
+        print(f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}) in "
+              f"{result['train_seconds']} s; chance is ln {r.n_candidates} = {torch.tensor(r.n_candidates).log():.3f}")
+    if "test" in result:
+        print(f"test: target among the {r.n_candidates} candidates for {result['test_targets_in_candidates']:.2%} "
+              f"of users; lambda {result['fusion_lambda']:g} chosen on validation; scoring {result['score_seconds']} s")
+        print(format_summary(result["test"]))
+    print(f"saved {args.output_dir}")

@@ -1,0 +1,133 @@
+"""The LLM re-ranker's mechanics on tiny models: verbalizer, fusion, training rows, bf16, the recipe."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_model
+from llmrec.collab import CollabConfig, CollabData, train_collab
+from llmrec.rerank.evaluate import llm_scores, tokenize_rows
+from llmrec.rerank.fusion import choose_lambda, fuse
+from llmrec.rerank.rows import RerankRow, eval_rows, train_rows
+from llmrec.rerank.train import RerankCollator, RerankTrainer
+from llmrec.rerank.verbalizer import letter_ids, letter_scores, render_prompt
+from test_collab import planted_dataset
+
+TITLES = [f"Film {i}" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def model(smollm2_tokenizer):
+    return tiny_model(len(smollm2_tokenizer)).eval()
+
+
+def manual_letter_logprobs(model, tokenizer, messages, n):
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1]  # the whole sequence, no logits_to_keep
+    return logits[letter_ids(tokenizer, n)].log_softmax(-1)
+
+
+def test_letters_are_single_tokens(smollm2_tokenizer):
+    assert smollm2_tokenizer.convert_ids_to_tokens(letter_ids(smollm2_tokenizer, 3)) == ["A", "B", "C"]
+
+
+def test_verbalizer_equals_a_manual_forward_pass_in_batches_of_unequal_length(model, smollm2_tokenizer):
+    rows = [RerankRow("u", [1, 2, 3], [4, 5, 6], [1, 2, 3], [3.0, 2.0, 1.0], 0),
+            RerankRow("v", [7], [8, 9, 10], [1, 2, 3], [3.0, 2.0, 1.0], 1)]
+    prompts = tokenize_rows(smollm2_tokenizer, rows, TITLES, False, "sys")
+    assert len(prompts[0]) != len(prompts[1])  # left padding is exercised
+    batched = letter_scores(model, smollm2_tokenizer, prompts, 3, batch_size=2)
+    for row, scores in zip(rows, batched):
+        messages = render_prompt([TITLES[i] for i in row.history], [TITLES[i] for i in row.candidates], None, "sys")
+        torch.testing.assert_close(scores, manual_letter_logprobs(model, smollm2_tokenizer, messages, 3),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_each_candidate_gets_the_score_of_the_letter_printed_before_it(model, smollm2_tokenizer):
+    row = RerankRow("u", [1, 2], [4, 5, 6, 7], [1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0], -1)
+    got = llm_scores(model, smollm2_tokenizer, [row], TITLES, False, None, orders=2)[0]
+    forward = manual_letter_logprobs(model, smollm2_tokenizer, render_prompt(
+        ["Film 1", "Film 2"], ["Film 4", "Film 5", "Film 6", "Film 7"], None, None), 4)
+    backward = manual_letter_logprobs(model, smollm2_tokenizer, render_prompt(
+        ["Film 1", "Film 2"], ["Film 7", "Film 6", "Film 5", "Film 4"], None, None), 4)
+    # Film 4 is A in the first prompt and D in the second; Film 7 is D, then A.
+    expected = [(forward[i] + backward[3 - i]).item() / 2 for i in range(4)]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert "A. Film 7" in render_prompt([], ["Film 7"], None, None)[0]["content"]
+
+
+def test_lambda_zero_reproduces_the_retriever_and_lambda_is_chosen_on_labels():
+    retriever = np.array([[5.0, 4.0, 4.0, 1.0], [2.0, 3.0, 1.0, 0.0]])  # a tie in row 0
+    llm = np.array([[0.0, 9.0, 8.0, 7.0], [9.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(fuse(retriever, llm, 0.0), [[0, 1, 2, 3], [1, 0, 2, 3]])
+    np.testing.assert_array_equal(fuse(retriever, llm, 100.0)[:, 0], [1, 0])
+    lam, values = choose_lambda(retriever, llm, np.array([1, 0]), [0.0, 100.0], k=1)
+    assert lam == 100.0 and values == {0.0: 0.0, 100.0: 1.0}  # the LLM puts both targets first
+
+
+def test_training_rows_hold_no_held_out_item_and_come_from_training_prefix_candidates(tmp_path):
+    ds = planted_dataset(tmp_path / "walk", n_items=30, length=12)
+    retriever = tmp_path / "ease"
+    train_collab(CollabConfig(data=str(ds.path), output=str(retriever), model="ease", lambdas=[1.0], candidates=8))
+    rows, counts = train_rows(ds, str(retriever), 5, 4, 10_000, seed=0)
+    data = CollabData.from_dataset(ds)
+    file = {(r["user_id"], r["position"]): r for r in map(json.loads, (
+        retriever / "candidates-train.jsonl").read_text().splitlines())}
+    held_out = {}
+    for split in ("valid", "test"):
+        h = data.split(ds, split)
+        for u, t in zip(h.users, h.targets):
+            held_out.setdefault(u, set()).add(int(t))
+    sequences = dict(zip(data.users, data.train))
+    assert rows and counts["rows"] == len(rows)
+    for row in rows:
+        seq = sequences[row.user_id].tolist()
+        position = len(seq[: seq.index(row.history[-1]) + 1])
+        target = row.candidates[row.label]
+        assert seq[position] == target and row.history == seq[max(0, position - 4) : position]
+        assert not set(row.candidates) & held_out[row.user_id] and not set(row.history) & held_out[row.user_id]
+        expected = [i for i in file[(row.user_id, position)]["ranked_items"]
+                    if data.item_ids.index(i) not in held_out[row.user_id]][:5]
+        assert sorted(data.item_ids[c] for c in row.candidates) == sorted(expected)
+    assert np.bincount([r.label for r in rows], minlength=5).min() > 0  # shuffled: the answer moves
+    test = eval_rows(ds, str(retriever), "test", 5, 4)
+    assert [r.user_id for r in test] == data.split(ds, "test").users
+
+
+def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(smollm2_tokenizer):
+    torch.manual_seed(0)
+    model = tiny_model(len(smollm2_tokenizer))
+    rows = [RerankRow("u", [1, 2, 3], [4, 5, 6, 7], [1, 2, 3, 4], [1.0] * 4, i % 4) for i in range(4)]
+    ids = tokenize_rows(smollm2_tokenizer, rows, TITLES, True, None)
+    batch = RerankCollator(smollm2_tokenizer.pad_token_id)([{"input_ids": i, "label": r.label}
+                                                             for i, r in zip(ids, rows)])
+    trainer = RerankTrainer.__new__(RerankTrainer)  # compute_loss needs only the letters
+    trainer.letters = letter_ids(smollm2_tokenizer, 4)
+    fp32 = trainer.compute_loss(model, batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = trainer.compute_loss(model, batch)
+    torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=2e-2)
+    assert fp32.item() == pytest.approx(np.log(4), abs=0.05)  # an untrained tiny model is near chance
+
+
+def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
+    from llmrec.rerank.train import main
+
+    ds = planted_dataset(tmp_path / "walk", n_items=30, length=12)
+    retriever = tmp_path / "ease"
+    train_collab(CollabConfig(data=str(ds.path), output=str(retriever), model="ease", lambdas=[1.0], candidates=5))
+    base = tmp_path / "tiny"
+    tiny_model(len(smollm2_tokenizer)).save_pretrained(base)
+    smollm2_tokenizer.save_pretrained(base)
+    out = tmp_path / "rerank"
+    main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--max_train_rows", "16",
+          "--model_name_or_path", str(base), "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj",
+          "v_proj", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+          "--report_to", "none", "--lambdas", "0", "1", "--use_cpu"])
+    result = json.loads((out / "llmrec.json").read_text())["result"]
+    assert [line["name"] for line in result["test"]][:3] == ["retriever", "random order", "llm order"]
+    assert result["fusion_lambda"] in (0.0, 1.0) and (out / "adapter_config.json").exists()
+    assert result["train_rows"]["rows"] == 16 and result["score_seconds"] > 0
