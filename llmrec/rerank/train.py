@@ -27,6 +27,7 @@ from llmrec.models.resolve import resolve_model
 from llmrec.rerank.evaluate import compare_orders, llm_scores, pick_lambda, summary, tokenize_rows
 from llmrec.rerank.rows import eval_rows, train_rows
 from llmrec.rerank.verbalizer import left_pad, letter_ids, letter_logits
+from llmrec.training.config import choose_bf16
 from llmrec.training.sft import check_output_dir, resume_checkpoint
 
 
@@ -49,9 +50,16 @@ class RerankArguments:
 
 @dataclass
 class RerankConfig(TrainingArguments):
-    """transformers' TrainingArguments; the collator needs the raw columns, so none are dropped."""
+    """transformers' TrainingArguments; the collator needs the raw columns, so none are dropped, and bf16
+    autocast is on by default where the hardware computes bf16 (CUDA, or a CPU with AVX512-BF16/AMX)."""
 
     remove_unused_columns: bool = False
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: where the hardware has it)."})
+
+    def __post_init__(self) -> None:
+        self.bf16, on_cpu = choose_bf16(self.bf16)
+        self.use_cpu = self.use_cpu or on_cpu
+        super().__post_init__()
 
 
 class RerankCollator:

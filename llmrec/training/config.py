@@ -40,6 +40,27 @@ class RecArguments:
     final_eval: bool = field(default=True, metadata={"help": "Rank validation users after training (model card)."})
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def choose_bf16(bf16: bool | None) -> tuple[bool, bool]:
+    """-> (bf16, use_cpu): bf16 when asked, or when unset and the hardware has it (a CUDA GPU, or a CPU with
+    native bf16); transformers accepts bf16 on a machine without CUDA only with use_cpu set."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if bf16 is None:
+        bf16 = bool(cuda and torch.cuda.is_bf16_supported()) or (not cuda and cpu_has_bf16())
+    return bf16, bf16 and not cuda
+
+
 @dataclass
 class RecSFTConfig(SFTConfig):
     """TRL's SFTConfig, with bf16 chosen by the hardware when not set (so one config runs on CPU and GPU)."""
