@@ -130,4 +130,5 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
     result = json.loads((out / "llmrec.json").read_text())["result"]
     assert [line["name"] for line in result["test"]][:3] == ["retriever", "random order", "llm order"]
     assert result["fusion_lambda"] in (0.0, 1.0) and (out / "adapter_config.json").exists()
+    assert "lambda" in (out / "README.md").read_text()
     assert result["train_rows"]["rows"] == 16 and result["score_seconds"] > 0

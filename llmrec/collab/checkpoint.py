@@ -49,7 +49,8 @@ def checkpoint_records(folder: str | Path, dataset: PreparedDataset, split: str,
     data = CollabData.from_dataset(dataset)
     held_out = data.split(dataset, split)
     if users is not None:
-        keep = [i for i, u in enumerate(held_out.users) if u in set(users)]
+        wanted = set(users)
+        keep = [i for i, u in enumerate(held_out.users) if u in wanted]
         held_out = SplitHistories([held_out.users[i] for i in keep], [held_out.histories[i] for i in keep],
                                   held_out.targets[keep])
     return split_records(model, data, held_out, k)

@@ -124,8 +124,10 @@ def load_state(folder: Path, model: CollabModel, optimizer: torch.optim.Optimize
 
 
 def settings_key(config: CollabConfig) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed (everything but where and how it is written)."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("output", "overwrite", "threads")}
+    """What must match for a checkpoint to be resumed: everything but where it is written, the stopping
+    rules (a resumed run may be given more epochs) and what is exported at the end."""
+    skip = ("output", "overwrite", "threads", "epochs", "patience", "candidates")
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
 # -- fitting -------------------------------------------------------------------------------------------------
