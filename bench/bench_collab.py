@@ -61,7 +61,7 @@ def write_recbole_file(dataset: PreparedDataset, root: Path, name: str) -> None:
             f.write(f"{u}\t{i}\t{t}\n")
 
 
-def recbole_row(dataset: PreparedDataset, epochs: int) -> dict | None:
+def recbole_row(dataset: PreparedDataset, epochs: int, progress: bool = False) -> dict | None:
     import numpy as np
 
     # RecBole 1.2.1 still reads aliases that NumPy 2 removed; give them back for this baseline only.
@@ -90,7 +90,7 @@ def recbole_row(dataset: PreparedDataset, epochs: int) -> dict | None:
             "inner_size": 256, "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2,
             "loss_type": "CE", "train_neg_sample_args": None, "epochs": epochs, "eval_step": epochs,
             "learning_rate": 1e-3, "train_batch_size": 2048, "metrics": ["Recall", "NDCG"], "topk": [10],
-            "valid_metric": "NDCG@10", "device": "cpu", "use_gpu": False, "show_progress": False, "seed": 0,
+            "valid_metric": "NDCG@10", "device": "cpu", "use_gpu": False, "show_progress": progress, "seed": 0,
             "reproducibility": True, "checkpoint_dir": tmp, "log_wandb": False})
         init_seed(config["seed"], config["reproducibility"])
         train, valid, test = data_preparation(config, create_dataset(config))
@@ -106,8 +106,8 @@ def recbole_row(dataset: PreparedDataset, epochs: int) -> dict | None:
             return out
 
         trainer._train_epoch = timed
-        trainer.fit(train, valid, saved=True, show_progress=False)
-        result = trainer.evaluate(test, load_best_model=False, show_progress=False)
+        trainer.fit(train, valid, saved=True, show_progress=progress)
+        result = trainer.evaluate(test, load_best_model=False, show_progress=progress)
         os.chdir(here)
     return {"name": "RecBole SASRec", "seconds": sum(seconds), "epochs": len(seconds),
             "recbole": {k: float(v) for k, v in result.items()}}
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--data", default="runs/ml-100k/dataset")
     parser.add_argument("--recbole-epochs", type=int, default=2)
     parser.add_argument("--output", default="runs/bench-collab")
+    parser.add_argument("--recbole-progress", action="store_true", help="show RecBole's per-batch progress bars")
     args = parser.parse_args()
     dataset = PreparedDataset.load(args.data)
     rows = llmrec_rows(dataset, Path(args.output))
@@ -130,7 +131,7 @@ def main() -> None:
                  for k in ("ndcg@10", "recall@10")]
         per_epoch = f"{r['seconds'] / r['epochs']:.2f}" if r["epochs"] else "-"
         print(f"{r['name']:<16}{cells[0]:>26}{cells[1]:>26}{r['seconds']:>10.1f}{r['epochs']:>8}{per_epoch:>9}")
-    recbole = recbole_row(dataset, args.recbole_epochs)
+    recbole = recbole_row(dataset, args.recbole_epochs, args.recbole_progress)
     if recbole:
         ours = next(r for r in rows if r["name"] == "llmrec sasrec")
         rb, mine = recbole["seconds"] / recbole["epochs"], ours["seconds"] / ours["epochs"]

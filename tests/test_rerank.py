@@ -132,3 +132,9 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
     assert result["fusion_lambda"] in (0.0, 1.0) and (out / "adapter_config.json").exists()
     assert "lambda" in (out / "README.md").read_text()
     assert result["train_rows"]["rows"] == 16 and result["score_seconds"] > 0
+    # --eval_only scores the saved adapter again: the same LLM scores, so the same test comparison.
+    main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--max_train_rows", "16",
+          "--model_name_or_path", str(base), "--use_peft", "--output_dir", str(out), "--lambdas", "0", "1",
+          "--report_to", "none", "--use_cpu", "--eval_only", "true"])
+    again = json.loads((out / "llmrec.json").read_text())["result"]
+    assert again["test"] == result["test"] and again["loss_history"] == result["loss_history"]

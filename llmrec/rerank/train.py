@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     result = train_rerank(r, args, margs)
     losses = result.get("loss_history")
     if losses:
-        print(f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}) in "
-              f"{result['train_seconds']} s; chance is ln {r.n_candidates} = {torch.tensor(r.n_candidates).log():.3f}")
+        print(f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}); "
+              f"chance is ln {r.n_candidates} = {torch.tensor(r.n_candidates).log():.3f}")
     if "test" in result:
         print(f"test: target among the {r.n_candidates} candidates for {result['test_targets_in_candidates']:.2%} "
               f"of users; lambda {result['fusion_lambda']:g} chosen on validation; scoring {result['score_seconds']} s")
