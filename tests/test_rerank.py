@@ -72,8 +72,8 @@ def test_training_rows_hold_no_held_out_item_and_come_from_training_prefix_candi
     ds = planted_dataset(tmp_path / "walk", n_items=30, length=12)
     retriever = tmp_path / "ease"
     train_collab(CollabConfig(data=str(ds.path), output=str(retriever), model="ease", lambdas=[1.0], candidates=8))
-    rows, counts = train_rows(ds, str(retriever), 5, 4, 10_000, seed=0)
     data = CollabData.from_dataset(ds)
+    rows, counts = train_rows(ds, data, str(retriever), 5, 4, 10_000, seed=0)
     file = {(r["user_id"], r["position"]): r for r in map(json.loads, (
         retriever / "candidates-train.jsonl").read_text().splitlines())}
     held_out = {}
@@ -93,7 +93,7 @@ def test_training_rows_hold_no_held_out_item_and_come_from_training_prefix_candi
                     if data.item_ids.index(i) not in held_out[row.user_id]][:5]
         assert sorted(data.item_ids[c] for c in row.candidates) == sorted(expected)
     assert np.bincount([r.label for r in rows], minlength=5).min() > 0  # shuffled: the answer moves
-    test = eval_rows(ds, str(retriever), "test", 5, 4)
+    test = eval_rows(ds, data, str(retriever), "test", 5, 4)
     assert [r.user_id for r in test] == data.split(ds, "test").users
 
 
@@ -102,7 +102,7 @@ def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(smollm2_tokenizer):
     model = tiny_model(len(smollm2_tokenizer))
     rows = [RerankRow("u", [1, 2, 3], [4, 5, 6, 7], [1, 2, 3, 4], [1.0] * 4, i % 4) for i in range(4)]
     ids = tokenize_rows(smollm2_tokenizer, rows, TITLES, True, None)
-    batch = RerankCollator(smollm2_tokenizer.pad_token_id)([{"input_ids": i, "label": r.label}
+    batch = RerankCollator(smollm2_tokenizer)([{"input_ids": i, "label": r.label}
                                                              for i, r in zip(ids, rows)])
     trainer = RerankTrainer.__new__(RerankTrainer)  # compute_loss needs only the letters
     trainer.letters = letter_ids(smollm2_tokenizer, 4)

@@ -63,9 +63,9 @@ def write_candidates(folder: Path, model: CollabModel, data: CollabData, dataset
     return out
 
 
-def load_candidates(source: str | Path, split: str) -> dict[tuple[str, int | None], list[str]]:
+def load_candidates(source: str | Path, split: str) -> dict[tuple[str, int | None], dict[str, Any]]:
     """`candidates-{split}.jsonl` from a model folder (or that file itself) -> (user_id, position or None)
-    -> ranked item ids. Eval splits are keyed by user alone."""
+    -> its record (ranked_items, scores, target_item_id). Eval splits are keyed by user alone."""
     from llmrec.evaluation.rank import load_rankings
 
     path = Path(source)
@@ -75,4 +75,4 @@ def load_candidates(source: str | Path, split: str) -> dict[tuple[str, int | Non
         raise LlmrecError(f"{path}: no candidates for the {split} split; export them with "
                           "`llmrec train collab ... --candidates N`")
     records = load_rankings(path, keyed_by_position=split == "train")
-    return {(r["user_id"], r.get("position")): r["ranked_items"] for r in records}
+    return {(r["user_id"], r.get("position")): r for r in records}

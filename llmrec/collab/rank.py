@@ -9,6 +9,7 @@ import torch
 
 from llmrec.collab.base import CollabModel
 from llmrec.collab.sequences import CollabData, SplitHistories
+from llmrec.evaluation.metrics import ranking_metrics
 
 
 @torch.no_grad()
@@ -42,9 +43,8 @@ def split_records(model: CollabModel, data: CollabData, split: SplitHistories, k
 
 
 def ndcg_at_k(model: CollabModel, split: SplitHistories, k: int = 10) -> float:
-    """Mean NDCG@k with one held-out item per user (1 / log2(rank + 2) inside the top k): the early-stopping
-    signal. Ties break as `top_k` breaks them, so it equals what `llmrec eval rank` reports."""
+    """Mean NDCG@k with one held-out item per user: the early-stopping signal. Ties break as `top_k` breaks
+    them, so it equals what `llmrec eval rank` reports."""
     items, _ = top_k(model, split.users, split.histories, k)
-    rank = np.argmax(items == split.targets[:, None], axis=1)  # (U,)
-    hit = (items == split.targets[:, None]).any(1)
-    return float(np.where(hit, 1.0 / np.log2(rank + 2), 0.0).mean())
+    hits = items == split.targets[:, None]  # (U, k)
+    return float(ranking_metrics(hits, np.ones(len(hits)), [k])[f"ndcg@{k}"].mean())

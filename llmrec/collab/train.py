@@ -25,12 +25,14 @@ from tqdm.auto import tqdm
 from llmrec.artifacts import atomic_dir, provenance, read_json, write_json
 from llmrec.collab.base import CollabModel
 from llmrec.collab.bpr import BPR
+from llmrec.collab.candidates import write_candidates
 from llmrec.collab.ease import EASE
 from llmrec.collab.rank import ndcg_at_k, split_records
 from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
+from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
 
 # Per-model defaults for the options left unset (None): what converged best on ml-100k's validation split.
 DEFAULTS = {"sasrec": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0},
@@ -191,9 +193,6 @@ def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig) -> dict
 
 def train_collab(config: CollabConfig) -> dict[str, Any]:
     """Fit, evaluate on validation, export candidates if asked, and write the model folder."""
-    from llmrec.collab.candidates import write_candidates
-    from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
-
     check_config(config)
     out = Path(config.output)
     if (out / "llmrec.json").exists() and not config.overwrite:

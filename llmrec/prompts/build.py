@@ -218,10 +218,11 @@ def given_candidates(c: PromptBuildConfig, split: str, ctx: RenderContext, ustar
     out, missing = [], []
     for t, it in zip(target.tolist(), item.tolist()):
         user = str(ctx.inter_user[t])
-        ranked = lists.get((user, t - int(ustart[t])) if split == "train" else (user, None))
-        if not ranked:
+        record = lists.get((user, t - int(ustart[t])) if split == "train" else (user, None))
+        if not record or not record["ranked_items"]:
             missing.append(user)
             continue
+        ranked = record["ranked_items"]
         cands = [code[i] for i in ranked[: c.n_candidates] if i in code]
         if split == "train" and it not in cands:
             cands[-1:] = [it]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmrec.evaluation.metrics import ranking_metrics
+
 
 def standardize(scores: np.ndarray) -> np.ndarray:
     """(U, N) -> (U, N) zero mean, unit variance per row (a constant row becomes 0)."""
@@ -24,9 +26,8 @@ def fuse(retriever: np.ndarray, llm: np.ndarray, lam: float) -> np.ndarray:
 
 def ndcg_of_order(order: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarray:
     """(U, N) candidate indices best first, (U,) target index or -1 -> (U,) NDCG@k with one relevant item."""
-    hit = order[:, :k] == labels[:, None]  # (U, min(k, N))
-    gains = 1.0 / np.log2(np.arange(2, hit.shape[1] + 2))
-    return (hit * gains).sum(1)
+    hits = order[:, :k] == labels[:, None]  # (U, min(k, N)); a label of -1 never hits
+    return ranking_metrics(hits, np.ones(len(hits)), [k])[f"ndcg@{k}"]
 
 
 def choose_lambda(retriever: np.ndarray, llm: np.ndarray, labels: np.ndarray, grid: list[float],

@@ -11,10 +11,9 @@ order and every user, target among the candidates or not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
+from llmrec.collab.candidates import load_candidates
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
@@ -40,22 +39,13 @@ def _row(user: str, history: np.ndarray, ranked: list[str], scores: list[float],
                      [float(s) for s in scores], label)
 
 
-def _candidate_records(retriever: str, split: str) -> list[dict]:
-    from llmrec.evaluation.rank import load_rankings
-
-    path = Path(retriever) / f"candidates-{split}.jsonl"
-    if not path.exists():
-        raise LlmrecError(f"{path}: missing; export candidates with `llmrec train collab ... --candidates N`")
-    return load_rankings(path, keyed_by_position=split == "train")
-
-
-def train_rows(dataset: PreparedDataset, retriever: str, n: int, max_history: int, max_rows: int,
+def train_rows(dataset: PreparedDataset, data: CollabData, retriever: str, n: int, max_history: int, max_rows: int,
                seed: int = 0) -> tuple[list[RerankRow], dict[str, int]]:
-    """-> shuffled training rows (at most max_rows, spread evenly over users) and counts of what was skipped."""
-    data = CollabData.from_dataset(dataset)
+    """-> shuffled training rows (at most max_rows, spread evenly over users) and counts of what was skipped.
+    `data` is `CollabData.from_dataset(dataset)`, built once by the caller."""
     code = {item: c for c, item in enumerate(data.item_ids)}
     sequences = dict(zip(data.users, data.train))
-    records = _candidate_records(retriever, "train")
+    records = list(load_candidates(retriever, "train").values())
     held_out: dict[str, set[str]] = {}
     for split in ("valid", "test"):
         for u, t in zip(*_users_targets(data, dataset, split)):
@@ -100,12 +90,12 @@ def _users_targets(data: CollabData, dataset: PreparedDataset, split: str) -> tu
     return h.users, h.targets.tolist()
 
 
-def eval_rows(dataset: PreparedDataset, retriever: str, split: str, n: int, max_history: int) -> list[RerankRow]:
+def eval_rows(dataset: PreparedDataset, data: CollabData, retriever: str, split: str, n: int,
+              max_history: int) -> list[RerankRow]:
     """One row per user of `split`, candidates in the retriever's order; label -1 where the target is missing."""
-    data = CollabData.from_dataset(dataset)
     code = {item: c for c, item in enumerate(data.item_ids)}
     held_out = data.split(dataset, split)
-    records = {r["user_id"]: r for r in _candidate_records(retriever, split)}
+    records = {user: r for (user, _), r in load_candidates(retriever, split).items()}
     rows = []
     for user, history, target in zip(held_out.users, held_out.histories, held_out.targets):
         r = records.get(user)

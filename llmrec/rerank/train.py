@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingA
 from trl import ModelConfig, get_peft_config
 
 from llmrec.artifacts import read_json, write_json
+from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
 from llmrec.indexing.p5 import title_strings
@@ -65,12 +66,14 @@ class RerankConfig(TrainingArguments):
 
 
 class RerankCollator:
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+    """Left-pads tokenized prompts (the tokenizer's own `pad`) so each prompt ends at the last position."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        ids, mask = left_pad([f["input_ids"] for f in features], self.pad_id)
-        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["label"] for f in features])}
+        batch = left_pad(self.tokenizer, [f["input_ids"] for f in features])
+        return {**batch, "labels": torch.tensor([f["label"] for f in features])}
 
 
 class RerankTrainer(Trainer):
@@ -96,8 +99,10 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
     out = Path(args.output_dir)
     dataset = PreparedDataset.load(r.data)
     titles = [t[: r.max_title_chars] for t in title_strings(dataset.items)[0]]
-    rows, counts = train_rows(dataset, r.retriever, r.n_candidates, r.max_history, r.max_train_rows, args.seed)
-    valid, test = (eval_rows(dataset, r.retriever, s, r.n_candidates, r.max_history) for s in ("valid", "test"))
+    data = CollabData.from_dataset(dataset)
+    rows, counts = train_rows(dataset, data, r.retriever, r.n_candidates, r.max_history, r.max_train_rows,
+                              args.seed)
+    valid, test = (eval_rows(dataset, data, r.retriever, s, r.n_candidates, r.max_history) for s in ("valid", "test"))
     path = resolve_model(margs.model_name_or_path or "smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(path)
     letters = letter_ids(tokenizer, r.n_candidates)
@@ -115,8 +120,8 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
         if margs.use_peft:
             model = get_peft_model(model, get_peft_config(margs))
         train = datasets.Dataset.from_dict({"input_ids": ids, "label": [row.label for row in rows]})
-        trainer = RerankTrainer(model=model, args=args, train_dataset=train, data_collator=RerankCollator(
-            tokenizer.pad_token_id), processing_class=tokenizer, letters=letters)
+        trainer = RerankTrainer(model=model, args=args, train_dataset=train, data_collator=RerankCollator(tokenizer),
+                                processing_class=tokenizer, letters=letters)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_checkpoint(args))
         result["train_seconds"] = round(time.perf_counter() - start, 1)

@@ -36,15 +36,9 @@ def render_prompt(history: list[str], candidates: list[str], ranks: list[int] | 
     return [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": text}]
 
 
-def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (B, L) input ids left-padded, so every prompt's last token sits at the last position, and the mask."""
-    length = max(map(len, sequences))
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, s in enumerate(sequences):
-        ids[row, length - len(s) :] = torch.tensor(s)
-        mask[row, length - len(s) :] = 1
-    return ids, mask
+def left_pad(tokenizer: Any, sequences: list[list[int]]) -> dict[str, torch.Tensor]:
+    """-> {"input_ids", "attention_mask"} (B, L), left-padded so every prompt ends at the last position."""
+    return tokenizer.pad({"input_ids": sequences}, padding=True, padding_side="left", return_tensors="pt")
 
 
 def letter_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, letters: list[int],
@@ -64,6 +58,7 @@ def letter_scores(model: Any, tokenizer: Any, prompts: list[list[int]], n: int, 
     device = next(model.parameters()).device
     out = []
     for a in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="scoring"):
-        ids, mask = left_pad(prompts[a : a + batch_size], tokenizer.pad_token_id)
-        out.append(letter_logits(model, ids.to(device), mask.to(device), letters).log_softmax(-1).cpu())
+        batch = left_pad(tokenizer, prompts[a : a + batch_size])
+        out.append(letter_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                 letters).log_softmax(-1).cpu())
     return torch.cat(out) if out else torch.zeros(0, n)
