@@ -268,3 +268,49 @@ def test_prompt_builders_take_exported_candidates(planted, tmp_path):
     with pytest.raises(LlmrecError, match="no valid candidates"):
         build_prompt_datasets(PromptBuildConfig(data=str(planted.path), families=["candidates"],
                                                 candidates_from=str(model)))
+
+
+def test_ease_with_side_information_equals_collective_ease_by_hand():
+    """Jeunen et al. 2020: G = X^T X + alpha S S^T + lambda I, then Steck's Eq. 8; alpha 0 is plain EASE."""
+    train = [np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([0, 4])]
+    x = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [1, 0, 0, 0, 1]], float)
+    side = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [-1, 2]], float)
+    p = np.linalg.inv(x.T @ x + 3.0 * side @ side.T + np.eye(5))
+    np.testing.assert_allclose(EASE(5, lam=1.0, side_weight=3.0).fit(train, side).weights.numpy(),
+                               np.eye(5) - p / np.diag(p), atol=1e-5)
+    torch.testing.assert_close(EASE(5, lam=1.0, side_weight=0.0).fit(train, side).weights,
+                               EASE(5, lam=1.0).fit(train).weights)
+
+
+def test_pca_init_keeps_the_main_direction_at_the_model_scale():
+    from llmrec.collab.text_init import centred_unit_rows, pca_init
+
+    t = np.linspace(-1, 1, 6)
+    vectors = np.stack([t, 2 * t, np.zeros(6)], 1)  # rank one: every item on one line
+    out = pca_init(vectors, dim=4, std=0.02)  # (6, 4): only 3 components exist
+    assert out.shape == (6, 4) and np.allclose(out[:, 3], 0) and np.allclose(out[:, 1:], 0, atol=1e-6)
+    assert abs(np.corrcoef(out[:, 0], t)[0, 1]) == pytest.approx(1.0)
+    assert out.std() == pytest.approx(0.02, rel=1e-4)
+    unit = centred_unit_rows(np.array([[3.0, 1.0], [1.0, 1.0]]))  # mean (2, 1): rows (1, 0) and (-1, 0)
+    np.testing.assert_allclose(unit, [[1.0, 0.0], [-1.0, 0.0]])
+
+
+def test_text_encoder_initialises_sasrec_items_and_enters_ease(planted, tmp_path, monkeypatch):
+    """The item rows start from the PCA of the encoder's vectors (SASRec's padding row untouched), and EASE
+    tries every (lambda, alpha) pair with the text Gram term."""
+    import llmrec.collab.train as collab_train
+
+    vectors = np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32)
+    monkeypatch.setattr(collab_train, "catalog_text_vectors", lambda dataset, model: vectors)
+    model = SASRec(n_items=12, dim=8, n_layers=1, n_heads=2)
+    pad, std = model.item_emb.weight[0].detach().clone(), model.item_emb.weight[1:].std().item()
+    collab_train.init_item_embeddings(model, vectors, seed=0)
+    from llmrec.collab.text_init import pca_init
+
+    np.testing.assert_allclose(model.item_emb.weight[1:].detach().numpy(), pca_init(vectors, 8, std), atol=1e-7)
+    torch.testing.assert_close(model.item_emb.weight[0].detach(), pad)
+    result = train_collab(CollabConfig(data=str(planted.path), output=str(tmp_path / "e"), model="ease",
+                                       lambdas=[1.0, 10.0], text_encoder="fake", text_weights=[0.0, 5.0]))
+    assert [(h["lambda"], h["text_weight"]) for h in result["history"]] == [(1, 0), (1, 5), (10, 0), (10, 5)]
+    assert load_collab(tmp_path / "e").side_weight == result["text_weight"]
+    assert "Item text encoder:** fake" in (tmp_path / "e" / "README.md").read_text()

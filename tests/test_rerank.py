@@ -132,6 +132,14 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
     assert result["fusion_lambda"] in (0.0, 1.0) and (out / "adapter_config.json").exists()
     assert "lambda" in (out / "README.md").read_text()
     assert result["train_rows"]["rows"] == 16 and result["score_seconds"] > 0
+    # Each order is also a rankings file that `llmrec eval rank` scores to the same figure.
+    from llmrec.cli import run
+
+    for line, kind in zip(result["test"], ("retriever", "random", "llm", "fused")):
+        report = tmp_path / f"report-{kind}"
+        assert run("llmrec.evaluation.rank", ["--data", str(ds.path), "--rankings",
+                                              str(out / f"rankings-test-{kind}.jsonl"), "--output", str(report)]) == 0
+        assert json.loads((report / "metrics.json").read_text())["ndcg@10"] == line["ndcg@10"]
     # --eval_only scores the saved adapter again: the same LLM scores, so the same test comparison.
     main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--max_train_rows", "16",
           "--model_name_or_path", str(base), "--use_peft", "--output_dir", str(out), "--lambdas", "0", "1",

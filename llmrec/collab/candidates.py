@@ -8,13 +8,13 @@ rows get candidates without the target leaking into the scores' input. History i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from llmrec.artifacts import write_jsonl
 from llmrec.collab.base import CollabModel
 from llmrec.collab.rank import split_records
 from llmrec.collab.sequences import CollabData
@@ -55,9 +55,7 @@ def write_candidates(folder: Path, model: CollabModel, data: CollabData, dataset
         else:
             records = split_records(model, data, data.split(dataset, split), n)
         path = folder / f"candidates-{split}.jsonl"
-        with open(path, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
+        write_jsonl(path, records)
         hits = sum(r["target_item_id"] in r["ranked_items"] for r in records)
         out[split] = {"file": path.name, "rows": len(records), "target_in_candidates": hits / max(len(records), 1)}
     return out

@@ -4,6 +4,9 @@ Sparse Data", WWW 2019).
 With X the (U, N) binary user-item matrix of the training split and G = X^T X + lambda I, P = G^-1, the
 weights are B_ij = -P_ij / P_jj for i != j and B_jj = 0 (the paper's Eq. 8); a user's scores are x_u B.
 Cost: one dense N x N inverse, fine up to a few tens of thousands of items.
+
+With item side information S (N, E) and weight alpha, G = X^T X + alpha S S^T + lambda I: collective EASE
+(Jeunen et al., RecSys 2020, Sec. 3), the closed form over X stacked with sqrt(alpha) S^T as extra rows.
 """
 
 from __future__ import annotations
@@ -31,17 +34,21 @@ class EASE(CollabModel):
     kind = "ease"
     trains_by_gradient = False
 
-    def __init__(self, n_items: int, lam: float = 100.0):
+    def __init__(self, n_items: int, lam: float = 100.0, side_weight: float = 0.0):
         super().__init__()
-        self.n_items, self.lam = n_items, lam
+        self.n_items, self.lam, self.side_weight = n_items, lam, side_weight
         self.register_buffer("weights", torch.zeros(n_items, n_items))  # B: (N, N)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"n_items": self.n_items, "lam": self.lam}
+        return {"n_items": self.n_items, "lam": self.lam, "side_weight": self.side_weight}
 
-    def fit(self, train: list[np.ndarray]) -> EASE:
+    def fit(self, train: list[np.ndarray], side: np.ndarray | None = None) -> EASE:
+        """`side`: (N, E) item side information, weighted by `side_weight` (0 or None: plain EASE)."""
         x = binary_matrix(train, self.n_items)
         gram = torch.from_numpy((x.T @ x).toarray())  # (N, N) float64
+        if side is not None and self.side_weight:
+            s = torch.from_numpy(side).double()  # (N, E)
+            gram += self.side_weight * (s @ s.T)
         gram.diagonal().add_(self.lam)
         p = torch.linalg.inv(gram)
         b = -p / p.diagonal()[None, :]  # column j divided by P_jj

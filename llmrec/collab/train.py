@@ -30,6 +30,7 @@ from llmrec.collab.ease import EASE
 from llmrec.collab.rank import ndcg_at_k, split_records
 from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData
+from llmrec.collab.text_init import catalog_text_vectors, centred_unit_rows, pca_init
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
@@ -61,6 +62,13 @@ class CollabConfig:
                                        metadata={"help": "sasrec/bpr: L2 weight decay (default 0 / 1e-5)."})
     lambdas: list[float] = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0],
                                  metadata={"help": "ease: regularisation weights tried; the best on validation wins."})
+    text_encoder: str | None = field(default=None, metadata={
+        "help": "Give the model an LLM's view of the items: this encoder (e.g. all-minilm-l6-v2, smollm2-135m) "
+                "embeds each item's text once; sasrec/bpr start their item embeddings from its PCA (LLMInit), "
+                "ease adds alpha * E E^T to its Gram matrix (collective EASE). Default: none."})
+    text_weights: list[float] = field(default_factory=lambda: [0.0, 10.0, 30.0, 100.0, 300.0],
+                                      metadata={"help": "ease with --text_encoder: side-information weights alpha "
+                                                "tried with each lambda; the best pair on validation wins."})
     eval_k: int = field(default=10, metadata={"help": "K of the validation NDCG@K that early stopping watches."})
     candidates: int = field(default=0, metadata={"help": "Also export each user's top-N candidates for the train "
                                                  "(per prefix), valid and test splits (0: none)."})
@@ -95,6 +103,8 @@ def check_config(config: CollabConfig) -> None:
         raise LlmrecError("--lambdas must be one or more positive numbers")
     if config.candidates < 0:
         raise LlmrecError("--candidates must be >= 0")
+    if config.text_encoder and (not config.text_weights or min(config.text_weights) < 0):
+        raise LlmrecError("--text_weights must be one or more numbers >= 0")
 
 
 # -- resumable state -----------------------------------------------------------------------------------------
@@ -178,17 +188,26 @@ def fit_gradient(model: CollabModel, data: CollabData, valid, config: CollabConf
     return {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "history": state["history"]}
 
 
-def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig) -> dict[str, Any]:
-    history = []
+def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig, side: np.ndarray | None) -> dict[str, Any]:
+    history, metric = [], f"valid_ndcg@{config.eval_k}"
     for lam in config.lambdas:
-        model.lam = lam
-        model.fit(data.train)
-        history.append({"lambda": lam, f"valid_ndcg@{config.eval_k}": round(ndcg_at_k(model, valid, config.eval_k), 5)})
-        print(f"ease lambda {lam:g}: valid ndcg@{config.eval_k} {history[-1][f'valid_ndcg@{config.eval_k}']:.4f}")
-    best = max(history, key=lambda h: h[f"valid_ndcg@{config.eval_k}"])
-    model.lam = best["lambda"]
-    model.fit(data.train)
-    return {"lambda": best["lambda"], "history": history}
+        for alpha in config.text_weights if side is not None else [0.0]:
+            model.lam, model.side_weight = lam, alpha
+            model.fit(data.train, side)
+            ndcg = round(ndcg_at_k(model, valid, config.eval_k), 5)
+            history.append({"lambda": lam, "text_weight": alpha, metric: ndcg})
+            print(f"ease lambda {lam:g} text weight {alpha:g}: {metric} {history[-1][metric]:.4f}")
+    best = max(history, key=lambda h: h[metric])
+    model.lam, model.side_weight = best["lambda"], best["text_weight"]
+    model.fit(data.train, side)
+    return {"lambda": best["lambda"], "text_weight": best["text_weight"], "history": history}
+
+
+def init_item_embeddings(model: CollabModel, vectors: np.ndarray, seed: int) -> None:
+    """Overwrite the item embedding rows with the PCA of the items' text vectors, at the rows' own scale."""
+    rows = model.item_emb.weight[1:] if isinstance(model, SASRec) else model.item_emb.weight  # SASRec: row 0 pads
+    with torch.no_grad():
+        rows.copy_(torch.from_numpy(pca_init(vectors, rows.shape[1], rows.std().item(), seed)))
 
 
 def train_collab(config: CollabConfig) -> dict[str, Any]:
@@ -210,9 +229,12 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     model = build_model(config, data)
     start = time.perf_counter()
+    vectors = catalog_text_vectors(dataset, config.text_encoder) if config.text_encoder else None
     if isinstance(model, EASE):
-        result = fit_ease(model, data, valid, config)
+        result = fit_ease(model, data, valid, config, None if vectors is None else centred_unit_rows(vectors))
     else:
+        if vectors is not None:  # a resumed run then loads its checkpoint over it
+            init_item_embeddings(model, vectors, config.seed)
         result = fit_gradient(model, data, valid, config, out)
     result["train_seconds"] = round(time.perf_counter() - start, 1)
     result["threads"] = torch.get_num_threads()
@@ -236,7 +258,8 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
 
 def write_model_card(out: Path, config: CollabConfig, dataset: PreparedDataset, result: dict[str, Any]) -> None:
     s, m = dataset.stats, result["valid_metrics"]
-    trained = (f"lambda {result['lambda']:g} chosen on validation from {config.lambdas}" if config.model == "ease"
+    trained = (f"lambda {result['lambda']:g}, text weight {result['text_weight']:g} chosen on validation"
+               if config.model == "ease"
                else f"{result['epochs_run']} epochs, best at epoch {result['best_epoch']} (early stopping on "
                f"validation NDCG@{config.eval_k}, patience {config.patience})")
     lines = ["---", "library_name: llmrec", f"tags: [llmrec, recommendation, {config.model}]", "---",
@@ -244,6 +267,7 @@ def write_model_card(out: Path, config: CollabConfig, dataset: PreparedDataset, 
              f"- **Data:** `{config.data}`: {s['n_users']} users, {s['n_items']} items, "
              f"{s['n_interactions']} interactions; fit on the training split only",
              f"- **Training:** {trained}; {result['train_seconds']} s on {result['threads']} CPU threads",
+             f"- **Item text encoder:** {config.text_encoder or 'none'}",
              f"- **Settings:** `{json.dumps(settings_key(config))}`", "",
              f"## Validation ({result['protocol']})", "", "| metric | value | 95% CI |", "|---|---|---|"]
     lines += [f"| {n} | {m[n]['value']:.4f} | [{m[n]['ci95'][0]:.4f}, {m[n]['ci95'][1]:.4f}] |"
@@ -256,9 +280,9 @@ def write_model_card(out: Path, config: CollabConfig, dataset: PreparedDataset, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(CollabConfig, prog="llmrec train collab").parse_args_and_config(argv)
+    (config,) = parse_args(CollabConfig, argv, prog="llmrec train collab")
     result = train_collab(config)
     m = result["valid_metrics"]
     print(f"wrote {config.output} in {result['train_seconds']} s\n{result['protocol']}")

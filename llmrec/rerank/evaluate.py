@@ -3,10 +3,12 @@ fused order of the same candidates, each through `llmrec.evaluation.rank.evaluat
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from llmrec.artifacts import write_jsonl
 from llmrec.data.dataset import PreparedDataset
 from llmrec.evaluation.rank import Evaluation, RankEvalConfig, evaluate
 from llmrec.evaluation.stats import paired_permutation_test
@@ -42,16 +44,28 @@ def order_records(rows: list[RerankRow], order: np.ndarray, item_ids: list[str])
     return [{"user_id": r.user_id, "ranked_items": [item_ids[r.candidates[i]] for i in o]} for r, o in zip(rows, order)]
 
 
-def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], llm: np.ndarray, lam: float, split: str,
-                   seed: int = 0) -> dict[str, Evaluation]:
-    """The four orders of the same candidates, scored on `split`."""
+def candidate_orders(rows: list[RerankRow], llm: np.ndarray, lam: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """(U, N) orders of each row's candidates: the retriever's, a random one, the LLM's own and the fused one,
+    keyed by the name the summary prints (the fused key ends in its lambda)."""
     retriever = np.array([r.retriever_scores for r in rows])
     n = retriever.shape[1]
     rng = np.random.default_rng(seed)
-    orders = {"retriever": np.tile(np.arange(n), (len(rows), 1)),
-              "random order": np.stack([rng.permutation(n) for _ in rows]),
-              "llm order": np.argsort(-llm, axis=1, kind="stable"),
-              f"fused (lambda {lam:g})": fuse(retriever, llm, lam)}
+    return {"retriever": np.tile(np.arange(n), (len(rows), 1)),
+            "random order": np.stack([rng.permutation(n) for _ in rows]),
+            "llm order": np.argsort(-llm, axis=1, kind="stable"),
+            f"fused (lambda {lam:g})": fuse(retriever, llm, lam)}
+
+
+def write_orders(folder: Path, rows: list[RerankRow], orders: dict[str, np.ndarray], item_ids: list[str],
+                 split: str) -> None:
+    """rankings-{split}-{retriever,random,llm,fused}.jsonl: each order as a file `llmrec eval rank` scores."""
+    for name, order in orders.items():
+        write_jsonl(folder / f"rankings-{split}-{name.split()[0]}.jsonl", order_records(rows, order, item_ids))
+
+
+def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], orders: dict[str, np.ndarray],
+                   split: str) -> dict[str, Evaluation]:
+    """Each order of the same candidates, scored on `split`."""
     config = RankEvalConfig(data=str(dataset.path), output="", split=split, ks=[5, 10, 20])
     item_ids = dataset.items["item_id"].to_pylist()
     return {name: evaluate(dataset, order_records(rows, o, item_ids), config) for name, o in orders.items()}

@@ -25,7 +25,8 @@ from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
 from llmrec.indexing.p5 import title_strings
 from llmrec.models.resolve import resolve_model
-from llmrec.rerank.evaluate import compare_orders, llm_scores, pick_lambda, summary, tokenize_rows
+from llmrec.rerank.evaluate import (candidate_orders, compare_orders, llm_scores, pick_lambda, summary, tokenize_rows,
+                                    write_orders)
 from llmrec.rerank.rows import eval_rows, train_rows
 from llmrec.rerank.verbalizer import left_pad, letter_ids, letter_logits
 from llmrec.training.config import choose_bf16
@@ -141,8 +142,10 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
         test_llm = llm_scores(scorer, tokenizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
     lam, by_lambda = pick_lambda(valid, valid_llm, r.lambdas)
     result["score_seconds"] = round(time.perf_counter() - start, 1)
+    orders = candidate_orders(test, test_llm, lam, args.seed)
+    write_orders(out, test, orders, dataset.items["item_id"].to_pylist(), "test")
     result.update(fusion_lambda=lam, valid_ndcg_by_lambda=by_lambda,
-                  test=summary(compare_orders(dataset, test, test_llm, lam, "test", args.seed)),
+                  test=summary(compare_orders(dataset, test, orders, "test")),
                   test_targets_in_candidates=sum(row.label >= 0 for row in test) / len(test))
     write_json(out / "llmrec.json", {"rerank": dataclasses.asdict(r), "base_model": margs.model_name_or_path,
                                      "result": result})
@@ -195,10 +198,9 @@ def format_summary(lines: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    parser = TrlParser((RerankArguments, RerankConfig, ModelConfig), prog="recipes/rerank.py")
-    r, args, margs = parser.parse_args_and_config(argv)
+    r, args, margs = parse_args((RerankArguments, RerankConfig, ModelConfig), argv, prog="recipes/rerank.py")
     if r.n_candidates < 2:
         raise LlmrecError("--n_candidates must be at least 2")
     result = train_rerank(r, args, margs)
