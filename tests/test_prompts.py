@@ -1,5 +1,7 @@
 """Prompt families and dataset builders: every template renders, no leakage, TRL-ready rows."""
 
+import json
+
 import pyarrow as pa
 import pytest
 
@@ -9,7 +11,7 @@ from llmrec.indexing.build import IndexBuildConfig, build_index
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets, main
 from llmrec.prompts.templates import load_family, shipped_families
 
-from conftest import synthetic_dataset, tiny_model, write
+from conftest import synthetic_dataset, tiny_model, write, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +170,93 @@ def test_cli_writes_arrow_and_jsonl_and_shows_examples(syn, index, tmp_path, cap
 def test_more_candidates_than_unseen_items_is_a_clear_error(toy_dataset):
     with pytest.raises(LlmrecError, match="cannot sample 9 negatives.*lower --n_candidates"):
         build(toy_dataset, families=["candidates"], n_candidates=10)
+
+
+@pytest.mark.parametrize("family", ["rating", "preference"])
+def test_families_that_need_ratings_refuse_implicit_feedback_alone(implicit_dataset, family):
+    assert implicit_dataset.provides == frozenset()
+    with pytest.raises(LlmrecError, match=f"the {family} family needs ratings, and this dataset has none "
+                                          r"\(it is implicit feedback\); choose families it can fill"):
+        build(implicit_dataset, families=[family])
+
+
+def test_several_families_skip_and_count_those_the_data_cannot_fill(implicit_dataset, capsys):
+    dd = build(implicit_dataset, families=["rating", "sequential", "zeroshot", "preference", "explanation"],
+               item_format="title")
+    err = capsys.readouterr().err
+    assert "skipped 3 of 5 prompt families" in err
+    assert "rating, preference (need ratings); explanation (needs review text)" in err
+    assert "zeroshot: 3 of 6 templates left out (they need ratings)" in err
+    assert set(dd["train"]["family"]) == {"sequential", "zeroshot"} and set(dd["test"]["family"]) == {"sequential"}
+    zeroshot = [r for r in dd["train"] if r["family"] == "zeroshot"]
+    assert zeroshot and {r["template_id"] for r in zeroshot} <= {"zs-2", "zs-4"}  # the seen ones without ratings
+    text = " ".join(m["content"] for r in dd["train"] for m in r["prompt"] + r["completion"])
+    assert "nan" not in text and "None" not in text
+    with pytest.raises(LlmrecError, match="--eval_template zs-1 needs ratings"):
+        build(implicit_dataset, families=["zeroshot"], eval_template="zs-1")
+
+
+def test_explanation_family_writes_the_reviews_of_prepared_amazon_data(tmp_path):
+    from llmrec.data import PrepareConfig, prepare
+
+    def review(user, item, t, text=None):
+        return {"reviewerID": user, "asin": item, "overall": 4.0, "unixReviewTime": t,
+                **({"reviewText": text} if text else {})}
+
+    # A: B1 B2 train, B3 valid, B4 test. C: B1 train, B2 valid (no review), B3 test.
+    reviews = [review("A", "B1", 10, "a1"), review("A", "B2", 20, "a2"), review("A", "B3", 30, "a3"),
+               review("A", "B4", 40, "a4"), review("C", "B1", 5, "c1"), review("C", "B2", 6),
+               review("C", "B3", 7, "c3")]
+    meta = [{"asin": f"B{i}", "title": f"Thing {i}"} for i in range(1, 5)]
+    prepare(PrepareConfig(output=str(tmp_path / "ds"), input=str(write_jsonl(tmp_path / "r.json", reviews)),
+                          meta=str(write_jsonl(tmp_path / "m.json", meta))))
+    dd = build(PreparedDataset.load(tmp_path / "ds"), families=["explanation"])
+
+    def completions(split):
+        return {(r["user_id"], r["completion"][0]["content"]) for r in dd[split]}
+
+    # Training rows need an earlier item (min_history 1): only A's B2. C's valid target has no review: no row.
+    assert completions("train") == {("A", "a2")}
+    assert completions("valid") == {("A", "a3")}
+    assert completions("test") == {("A", "a4"), ("C", "c3")}
+
+
+def test_readme_template_counts_match_the_shipped_families():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "prompts" / "README.md").read_text()
+    for name in shipped_families():
+        fam = load_family(name)
+        held_out = sum(not t.seen for t in fam.templates)
+        assert f"| {name} |" in table and f"| {len(fam.templates)} ({held_out}) |" in table.split(f"| {name} |")[1]
+    total = sum(len(load_family(n).templates) for n in shipped_families())
+    movielens = sum(len(load_family(n).usable(frozenset({"ratings"})).templates) for n in shipped_families())
+    assert f"({total} templates" in (root / "README.md").read_text()
+    assert f"MovieLens fills {movielens}" in (root / "README.md").read_text()
+
+
+def test_partly_rated_data_leaves_unrated_targets_out_and_shows_no_nan(syn):
+    ratings = [None if n % 3 == 0 else r for n, r in enumerate(syn.interactions["rating"].to_pylist())]
+    inter = syn.interactions.set_column(syn.interactions.column_names.index("rating"), "rating",
+                                        pa.array(ratings, pa.float32()))
+    ds = PreparedDataset(syn.path, syn.items, inter, syn.stats, syn.meta, syn.protocol)
+    dd = build(ds, families=["rating", "zeroshot"], eval_template="rate-1")
+    rows = inter.to_pylist()
+    first = {r["user_id"]: n for n, r in reversed(list(enumerate(rows)))}  # each user's first row
+    rated_train_targets = sum(1 for n, r in enumerate(rows)
+                              if r["split"] == "train" and n > first[r["user_id"]] and r["rating"] is not None)
+    assert dd["train"]["family"].count("rating") == rated_train_targets
+    rated_test_targets = sum(1 for r in rows if r["split"] == "test" and r["rating"] is not None)
+    assert len(dd["test"]) == rated_test_targets < 12
+    text = " ".join(m["content"] for d in dd.values() for r in d for m in r["prompt"] + r["completion"])
+    assert "nan" not in text
+
+
+def test_cli_records_what_it_left_out(implicit_dataset, tmp_path, capsys):
+    main(["--data", str(implicit_dataset.path), "--families", "sequential", "rating", "--output", str(tmp_path / "p")])
+    note = "skipped 1 of 2 prompt families this dataset cannot fill: rating (needs ratings)"
+    assert note in capsys.readouterr().err
+    stats = json.loads((tmp_path / "p" / "stats.json").read_text())
+    assert stats["left_out"] == [note]
+    assert stats["train"]["by_family"] == {"sequential": 1}  # u1's i2 after i1: the only training window

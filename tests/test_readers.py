@@ -5,7 +5,7 @@ import pytest
 from llmrec.data.readers import read_source
 from llmrec.errors import DataError, LlmrecError
 
-from conftest import write, write_jsonl
+from conftest import RECBOLE_ITEM, write, write_jsonl
 
 
 def test_recbole_atomic_files(recbole_dir, skips):
@@ -183,3 +183,71 @@ def test_unknown_folder_format(tmp_path, skips):
     write(tmp_path / "notes.txt", "hello")
     with pytest.raises(LlmrecError, match="cannot tell the format"):
         read_source(tmp_path, skips=skips)
+
+
+def test_amazon_review_text_is_kept_2018_and_2023(tmp_path, skips):
+    reviews = [{**REVIEWS_2018[0], "reviewText": "Boils fast."}, {**REVIEWS_2018[1], "reviewText": ""}]
+    raw = read_source(
+        write_jsonl(tmp_path / "r.json", reviews), meta=write_jsonl(tmp_path / "m.json", META_2018), skips=skips
+    )
+    assert raw.interactions["review"].to_pylist() == ["Boils fast.", None]  # an empty review is no review
+    r23 = {"rating": 4.0, "text": "Smells nice.", "parent_asin": "P1", "user_id": "U1", "timestamp": 1588687728923}
+    raw = read_source(
+        write_jsonl(tmp_path / "r.jsonl", [r23]),
+        meta=write_jsonl(tmp_path / "m.jsonl", [{"parent_asin": "P1", "title": "Soap"}]),
+        skips=skips,
+    )
+    assert raw.interactions["review"].to_pylist() == ["Smells nice."]
+
+
+def test_sources_without_reviews_have_no_review_column(recbole_dir, skips):
+    assert "review" not in read_source(recbole_dir, skips=skips).interactions.column_names
+
+
+def test_ml100k_malformed_release_date_and_genre_flag_are_missing_and_counted(tmp_path, skips):
+    write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    animation = ["1" if g == 3 else "0" for g in range(19)]
+    broken = ["x" if g == 5 else "0" for g in range(19)]
+    u_item = (
+        f"242|Kolya|unknown||http://x|{'|'.join(animation)}\n302|Heat (1995)|01-Jan-1995||http://y|{'|'.join(broken)}\n"
+    )
+    write(tmp_path / "u.item", u_item)
+    items = {r["item_id"]: r for r in read_source(tmp_path, skips=skips).items.to_pylist()}
+    assert (items["242"]["year"], items["242"]["categories"]) == (None, ["Animation"])  # no year anywhere
+    assert (items["302"]["year"], items["302"]["categories"]) == (1995, None)  # its genres are unknown
+    assert [(e["where"], e["reason"], e["count"], e["first_line"]) for e in skips.as_list()] == [
+        ("u.item", "malformed_release_date_stored_as_missing", 1, 1),
+        ("u.item", "malformed_genre_flags_stored_as_missing", 1, 2),
+    ]
+
+
+def test_u_genre_out_of_flag_order_names_its_line(tmp_path, skips):
+    write(tmp_path / "u.data", "196\t242\t3\t881250949\n")
+    write(tmp_path / "u.item", "242|Kolya (1996)|24-Jan-1997||http://x|0|1\n")
+    write(tmp_path / "u.genre", "unknown|0\nAction|2\n")
+    with pytest.raises(DataError, match=r"u\.genre:2: field 'genre': expected 'name\|1' .*got 'Action\|2'"):
+        read_source(tmp_path, skips=skips)
+
+
+def test_recbole_malformed_release_year_is_missing_and_counted(recbole_dir, skips):
+    write(recbole_dir / "toy.item", RECBOLE_ITEM.replace("i4\tFargo\t1996", "i4\tFargo\tnineteen96"))
+    items = {r["item_id"]: r["year"] for r in read_source(recbole_dir, skips=skips).items.to_pylist()}
+    assert items == {"i1": 1995, "i2": 1995, "i3": None, "i4": None}  # i3's year is empty: missing, not malformed
+    assert skips.as_list() == [
+        {"where": "toy.item", "reason": "malformed_release_year_stored_as_missing", "count": 1, "first_line": 5}
+    ]
+
+
+def test_amazon_malformed_optional_values_are_missing_and_a_bad_time_names_its_line(tmp_path, skips):
+    reviews = write_jsonl(tmp_path / "r.json", [REVIEWS_2018[0], {**REVIEWS_2018[1], "overall": float("nan")}])
+    meta = write_jsonl(tmp_path / "meta.json", [META_2018[0], {**META_2018[1], "category": {"Home": 1}}])
+    raw = read_source(reviews, meta=meta, skips=skips)
+    assert raw.interactions["rating"].to_pylist() == [5.0, None]
+    assert raw.items["categories"].to_pylist() == [["Home", "Kitchen"], None]
+    assert [(e["where"], e["reason"], e["count"], e["first_line"]) for e in skips.as_list()] == [
+        ("r.json", "malformed_overall_stored_as_missing", 1, 2),
+        ("meta.json", "malformed_category_stored_as_missing", 1, 2),
+    ]
+    late = write_jsonl(tmp_path / "t.json", [{**REVIEWS_2018[0], "unixReviewTime": 1e30}])
+    with pytest.raises(DataError, match=r"t\.json:1: field 'unixReviewTime': expected a whole-number timestamp"):
+        read_source(late, meta=meta, skips=skips)

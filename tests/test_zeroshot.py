@@ -194,7 +194,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_end_to_end_against_transformers_serve(tmp_path):
+@pytest.mark.network
+def test_end_to_end_against_transformers_serve(ml100k, tmp_path):
     """The embedded SmolLM2-135M-Instruct behind `transformers serve` on 127.0.0.1, a few ml-100k users."""
     from llmrec.data import PrepareConfig, PreparedDataset, prepare
     from llmrec.models.resolve import resolve_model
@@ -277,7 +278,7 @@ def test_empty_and_refused_answers_are_counted_as_misses(toy_dataset, tmp_path):
 
 
 def test_zero_shot_and_checkpoint_evaluation_sample_the_same_users(tmp_path):
-    from llmrec.evaluation.generative import sample_rows
+    from llmrec.evaluation.sampling import sample_rows
     from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
 
     ds = synthetic_dataset(tmp_path, n_users=20)
@@ -285,3 +286,21 @@ def test_zero_shot_and_checkpoint_evaluation_sample_the_same_users(tmp_path):
     for n, seed in ((5, 0), (5, 1), (12, 3)):  # same n and seed: the same users, so reports pair up
         assert sample_rows(rows, n, seed)["user_id"] == [r["user_id"] for r in sample_users(ds, "test", n, seed)]
     assert len({tuple(sample_rows(rows, 5, s)["user_id"]) for s in range(4)}) > 1  # the seed matters
+
+
+def test_implicit_feedback_refuses_the_rating_scenario_and_asks_without_ratings(implicit_dataset, tmp_path):
+    with pytest.raises(LlmrecError, match=r"--scenario rating needs ratings, and this dataset has none "
+                                          r"\(it is implicit feedback\)"):
+        run_zeroshot(config(implicit_dataset, tmp_path, scenario="rating"), ScriptedLLM(), progress=False)
+    with pytest.raises(LlmrecError, match=r"--template zs-1 needs ratings.*use one of zs-2, zs-4, zs-6"):
+        run_zeroshot(config(implicit_dataset, tmp_path, template="zs-1"), ScriptedLLM(), progress=False)
+    llm = ScriptedLLM()
+    m = run_zeroshot(config(implicit_dataset, tmp_path), llm, progress=False)
+    assert m["template"] == "zs-2" and m["hit@1"]["value"] == 0.5  # the first template without ratings
+    assert llm.asked[0][-1]["content"] == ("I liked these movies: Toy Story (1995), Heat (1995), {{ 7*7 }}. "
+                                           "Recommend 3 other movies I might like. Reply with a numbered list of "
+                                           "titles only.")
+    llm = ScriptedLLM()
+    m = run_zeroshot(config(implicit_dataset, tmp_path, scenario="rerank", output=str(tmp_path / "rr")), llm,
+                     progress=False)
+    assert m["template"] == "rr-2" and "None" not in llm.asked[0][-1]["content"]

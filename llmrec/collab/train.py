@@ -92,6 +92,7 @@ def build_model(config: CollabConfig, data: CollabData) -> CollabModel:
 def check_config(config: CollabConfig) -> None:
     positive = {"dim": config.dim, "max_len": config.max_len, "n_layers": config.n_layers, "epochs": config.epochs,
                 "patience": config.patience, "eval_k": config.eval_k, "n_heads": config.n_heads}
+    positive.update({k: v for k, v in (("batch_size", config.batch_size), ("lr", config.lr)) if v is not None})
     for name, value in positive.items():
         if value <= 0:
             raise LlmrecError(f"--{name} must be positive, got {value}")

@@ -35,12 +35,22 @@ class PreparedDataset:
             )
         return cls(
             path=path,
-            items=pq.read_table(path / "items.parquet"),
-            interactions=pq.read_table(path / "interactions.parquet"),
+            items=_read_parquet(path / "items.parquet"),
+            interactions=_read_parquet(path / "interactions.parquet"),
             stats=read_json(path / "stats.json"),
             meta=read_json(path / "meta.json"),
             protocol=read_json(path / "split.json"),
         )
+
+    @property
+    def provides(self) -> frozenset[str]:
+        """The optional signals this dataset carries: "ratings" (explicit feedback; implicit feedback has
+        none) and "reviews" (review text, from Amazon). Prompt families and scenarios that need one refuse
+        datasets without it."""
+        inter = self.interactions
+        ratings = inter.num_rows > inter["rating"].null_count
+        reviews = "review" in inter.column_names and inter["review"].null_count < inter.num_rows
+        return frozenset(name for name, has in (("ratings", ratings), ("reviews", reviews)) if has)
 
     def histories(self, split: str) -> pa.Table:
         """One row per user with a `split` target: user_id, history (item ids before it, in time order),
@@ -62,6 +72,19 @@ class PreparedDataset:
         hist = before.group_by("user_id", use_threads=False).aggregate([("item_id", "list"), ("rating", "list")])
         targets = inter.filter(pc.equal(inter["split"], split)).select(["user_id", "item_id", "rating"])
         where = pc.index_in(targets["user_id"], value_set=hist["user_id"])
-        return pa.table({"user_id": targets["user_id"], "history": hist["item_id_list"].take(where),
-                         "history_ratings": hist["rating_list"].take(where), "target": targets["item_id"],
-                         "target_rating": targets["rating"]})
+        return pa.table(
+            {
+                "user_id": targets["user_id"],
+                "history": hist["item_id_list"].take(where),
+                "history_ratings": hist["rating_list"].take(where),
+                "target": targets["item_id"],
+                "target_rating": targets["rating"],
+            }
+        )
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:  # a truncated or foreign file: Arrow's own error is a traceback
+        raise LlmrecError(f"{path}: not a readable Parquet file ({e}); prepare the dataset again") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from llmrec.data.skips import SkipLog
+from llmrec.data.skips import MISSING, SkipLog
 from llmrec.errors import DataError
 
 JsonKind = Literal["str", "float", "timestamp", "text"]
@@ -76,14 +77,23 @@ def _fast(path: Path, fields: Sequence[JsonField]) -> pa.Table | None:
     for f in fields:  # a missing required value needs its line number: let the slow path find it
         if f.required and (raw[f.key].null_count or (f.kind == "str" and pc.any(pc.equal(raw[f.key], "")).as_py())):
             return None
-    return pa.table({f.name: raw[f.key] for f in fields})
+        if f.kind == "float" and pc.all(pc.is_finite(raw[f.key])).as_py() is False:
+            return None  # Arrow reads NaN and Infinity: the slow path says which line has them
+    # An empty optional string is no value, as the slow path reads it.
+    blank = {f.key for f in fields if not f.required and f.kind == "str"}
+    return pa.table(
+        {
+            f.name: pc.if_else(pc.equal(raw[f.key], ""), None, raw[f.key]) if f.key in blank else raw[f.key]
+            for f in fields
+        }
+    )
 
 
 def _slow(path: Path, fields: Sequence[JsonField], on_bad_lines: str, skips: SkipLog) -> pa.Table:
     columns: dict[str, list] = {f.name: [] for f in fields}
     for number, record in _records(path, on_bad_lines, skips):
         try:
-            values = [_value(record.get(f.key), f) for f in fields]
+            values = [_checked(record.get(f.key), f, path, number, skips) for f in fields]
         except ValueError as e:
             field, problem = e.args
             if on_bad_lines == "error":
@@ -121,6 +131,17 @@ def _records(path: Path, on_bad_lines: str, skips: SkipLog) -> Iterator[tuple[in
             yield number, record
 
 
+def _checked(v: Any, f: JsonField, path: Path, number: int, skips: SkipLog) -> Any:
+    """A required field's malformed value raises; an optional one's is stored as missing and counted."""
+    try:
+        return _value(v, f)
+    except ValueError:
+        if f.required or v is None or v == "" or v == []:
+            raise
+        skips.add(path.name, f"malformed_{f.key}{MISSING}", 1, number)
+        return None
+
+
 def _value(v: Any, f: JsonField) -> Any:
     if v is None or v == "" or v == []:
         if f.required:
@@ -133,8 +154,11 @@ def _value(v: Any, f: JsonField) -> Any:
     if f.kind in ("float", "timestamp"):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f.key, f"expected a number, got {v!r}")
-        if f.kind == "timestamp" and v != int(v):
-            raise ValueError(f.key, f"expected a whole-number timestamp, got {v!r}")
+        # Python's json reads NaN, Infinity and integers of any size: none is a rating or a time.
+        if (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, int) and abs(v) >= 2**63):
+            raise ValueError(f.key, f"expected a finite number, got {v!r}")
+        if f.kind == "timestamp" and (v != int(v) or abs(v) >= 2**63):
+            raise ValueError(f.key, f"expected a whole-number timestamp within 64 bits, got {v!r}")
         return int(v) if f.kind == "timestamp" else float(v)
     if isinstance(v, str):
         return [v]

@@ -2,9 +2,11 @@
 
 Output folder (written atomically):
   items.parquet         item_id, title, year, categories, description, popularity (train counts only)
-  interactions.parquet  user_id, item_id, rating, timestamp, split; sorted by user, then time
+  interactions.parquet  user_id, item_id, rating, timestamp, split (+ review where the source has review text);
+                        sorted by user, then time
   split.json            the protocol: method, ordering, tie rule
   stats.json            n_users, n_items, n_interactions, per-split counts, every drop with its reason
+                        (and every malformed optional value stored as missing, `*_stored_as_missing`)
   meta.json             what made it: source files with sha256, settings, library versions
 """
 
@@ -21,7 +23,7 @@ import pyarrow.parquet as pq
 from llmrec.artifacts import atomic_dir, provenance, write_json
 from llmrec.data.process import ProcessOptions, Processed, process
 from llmrec.data.readers import FORMATS, read_source
-from llmrec.data.skips import SkipLog
+from llmrec.data.skips import MISSING, SkipLog
 from llmrec.data.sources import DATASETS, fetch_dataset, sha256_file
 from llmrec.errors import LlmrecError
 
@@ -110,18 +112,25 @@ def format_stats(stats: dict) -> str:
         f"density {stats['density']:.2%}",
         "  ".join(f"{name} {s[name]['n_interactions']}" for name in ("train", "valid", "test")),
     ]
+    if "interactions_with_review" in stats:
+        lines.append(f"interactions with review text: {stats['interactions_with_review']}")
     if "users_with_tied_timestamps_in_last_3" in stats:
         lines.append(f"users with tied timestamps in their last 3: {stats['users_with_tied_timestamps_in_last_3']}")
-    drops = stats["drops"]
-    lines.append("dropped: nothing" if not drops else "dropped:")
+    # Malformed optional values are counted in the same ledger, but their lines were kept: list them apart.
+    kept = [d for d in stats["drops"] if d["reason"].endswith(MISSING)]
+    drops = [d for d in stats["drops"] if d not in kept]
+    lines.append("dropped:" if drops else "dropped: nothing")
     lines += [f"  {d['count']:>8}  {d['where']}: {d['reason']}" for d in drops]
+    if kept:
+        lines.append("stored as missing (malformed optional values; their lines were kept):")
+        lines += [f"  {d['count']:>8}  {d['where']}: {d['reason']}" for d in kept]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(PrepareConfig, prog="llmrec data prepare").parse_args_and_config(argv)
+    (config,) = parse_args(PrepareConfig, argv, prog="llmrec data prepare")
     result = prepare(config)
     print(f"wrote {config.output}")
     print(format_stats(result.stats))

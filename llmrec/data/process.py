@@ -187,6 +187,8 @@ def _stats(inter, items, u, split, has_time, skips) -> dict[str, Any]:
     }
     if has_time:
         stats["users_with_tied_timestamps_in_last_3"] = _tied_tails(u, inter["timestamp"].to_numpy())
+    if "review" in inter.column_names:
+        stats["interactions_with_review"] = n - inter["review"].null_count
     return stats
 
 

@@ -1,7 +1,8 @@
 """The canonical tables every reader produces and every later stage reads.
 
 interactions: user_id (string), item_id (string), rating (float32, null if implicit), timestamp (int64,
-    in the source's units; null if the source has none, and then the file order is the time order).
+    in the source's units; null if the source has none, and then the file order is the time order);
+    optionally review (string, null where the user wrote none), present only when the source has review text.
 items: item_id (string, unique), title (string), year (int32 or null), categories (list of strings),
     description (string or null).
 """
@@ -18,6 +19,8 @@ import pyarrow.compute as pc
 INTERACTIONS = pa.schema(
     [("user_id", pa.string()), ("item_id", pa.string()), ("rating", pa.float32()), ("timestamp", pa.int64())]
 )
+# Kept only when a reader provides them with at least one value (Amazon review text); absent otherwise.
+OPTIONAL_INTERACTIONS = pa.schema([("review", pa.string())])
 ITEMS = pa.schema(
     [
         ("item_id", pa.string()),
@@ -29,15 +32,18 @@ ITEMS = pa.schema(
 )
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Reorder and cast `table` to `schema`, adding absent columns as nulls."""
+def conform(table: pa.Table, schema: pa.Schema, optional: pa.Schema | None = None) -> pa.Table:
+    """Reorder and cast `table` to `schema`, adding absent columns as nulls; then the `optional` columns
+    that `table` has with at least one value (an all-null one says nothing: it is left out)."""
     columns = []
     for f in schema:
         if f.name in table.column_names:
             columns.append(table.column(f.name).cast(f.type))
         else:
             columns.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(columns, schema=schema)
+    extra = [f for f in optional or [] if f.name in table.column_names and table.column(f.name).null_count < len(table)]
+    columns += [table.column(f.name).cast(f.type) for f in extra]
+    return pa.Table.from_arrays(columns, schema=pa.schema([*schema, *extra]))
 
 
 @dataclass
@@ -50,18 +56,12 @@ class RawDataset:
     format: str = ""
 
     def __post_init__(self) -> None:
-        self.interactions = conform(self.interactions, INTERACTIONS)
+        self.interactions = conform(self.interactions, INTERACTIONS, OPTIONAL_INTERACTIONS)
         self.items = conform(self.items, ITEMS)
 
     @property
     def has_timestamps(self) -> bool:
         return self.interactions.num_rows > 0 and self.interactions.column("timestamp").null_count == 0
-
-
-def year_from_text(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
-    """The last 4-digit year in each string (`01-Jan-1995`, `1995`), or null."""
-    years = pc.extract_regex(values, r"^.*(?P<y>(?:1[89]|20)[0-9]{2})")
-    return pc.cast(pc.struct_field(years, "y"), pa.int32())
 
 
 def split_title_year(titles: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:

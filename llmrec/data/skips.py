@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# The reason suffix of a malformed optional value: the value became null, its row was kept.
+MISSING = "_stored_as_missing"
+
+
 @dataclass
 class SkipLog:
     """Counts of skipped lines and dropped rows, keyed by (file or stage, reason).

@@ -67,16 +67,26 @@ def fetch_dataset(name: str) -> Path:
             origin = fetch(name, source, tmp)
             origin["files"] = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
             write_json(tmp / "source.json", origin)
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # another process finished the same fetch first: use theirs
-                pass
+            _move_into_place(tmp, folder, name)
             return folder
         except _Unavailable as e:
             errors.append(str(e))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     raise LlmrecError(f"cannot fetch {name}: " + "; ".join(errors))
+
+
+def _move_into_place(tmp: Path, folder: Path, name: str) -> None:
+    """Rename a finished fetch into the cache. Losing the race to another process fetching the same dataset
+    is fine (its copy passed the same checksums, re-checked here); any other failure is an error, so the
+    caller never gets a folder that does not exist."""
+    try:
+        os.replace(tmp, folder)
+    except OSError as e:
+        if (folder / "source.json").exists():
+            verify_cached(folder)
+            return
+        raise LlmrecError(f"cannot move the fetched {name} into {folder}: {e}") from None
 
 
 def verify_cached(folder: Path) -> dict:

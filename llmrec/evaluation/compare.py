@@ -55,9 +55,11 @@ def compare_reports(a: str | Path, b: str | Path, metrics: list[str], n_resample
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(CompareConfig, prog="llmrec eval compare").parse_args_and_config(argv)
+    (config,) = parse_args(CompareConfig, argv, prog="llmrec eval compare")
+    if config.n_resamples < 1:
+        raise LlmrecError(f"--n_resamples must be at least 1, got {config.n_resamples}")
     result = compare_reports(config.a, config.b, config.metrics, config.n_resamples)
     r = result
     print(f"{r['n_paired_users']} paired users (only in A: {r['only_in_a']}, only in B: {r['only_in_b']})")
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         r = result[name]
         print(f"{name:<14}{r['a']:>9.4f}{r['b']:>9.4f}{r['diff']:>+9.4f}{r['p_value']:>9.4f}")
     if config.output:
+        Path(config.output).parent.mkdir(parents=True, exist_ok=True)  # as every other --output
         write_json(config.output, result)
 
 

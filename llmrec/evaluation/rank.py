@@ -1,9 +1,11 @@
 """`llmrec eval rank`: score ranked lists against a prepared dataset's held-out split.
 
-Protocol (printed into every report): leave-one-out targets from the dataset folder, full ranking over
-the whole catalog, the user's history items removed from their list (unless --exclude_history false),
-every user of the split averaged: a user without a list, or whose list names only unknown items, counts
-as a miss, never as skipped. Unknown items stay in place as misses and are reported as hallucinations.
+Protocol (printed into every report): leave-one-out targets from the dataset folder (a rankings file's
+own `target_item_id` is only compared with them, unless --use_ranking_targets), full ranking over the
+whole catalog, the user's history items removed from their list (unless --exclude_history false), every
+user of the split averaged: a user without a list, or whose list names only unknown items, counts as a
+miss, never as skipped. Unknown items stay in place as misses and are reported as hallucinations.
+A model (--checkpoint) is scored on exactly the users it ranked, and the protocol says how many.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from llmrec.errors import DataError, LlmrecError
 from llmrec.evaluation.baselines import baseline_rankings
 from llmrec.evaluation.metrics import beyond_accuracy, ranking_metrics
 from llmrec.evaluation.report import write_plots, write_report_md
+from llmrec.evaluation.result import Evaluation
+from llmrec.evaluation.sampling import sample_positions
 from llmrec.evaluation.stats import bootstrap_ci
 
 
@@ -39,13 +43,22 @@ class RankEvalConfig:
     )
     checkpoint: str | None = field(
         default=None,
-        metadata={"help": "A model folder: recipes/sft.py output (ranked by trie-constrained beam search) or "
-                          "llmrec train collab output (full-catalog scores)."},
+        metadata={
+            "help": "A model folder: recipes/sft.py output (ranked by trie-constrained beam search) or "
+            "llmrec train collab output (full-catalog scores)."
+        },
     )
     max_users: int | None = field(
         default=None, metadata={"help": "--checkpoint: a seeded sample of this many users (default: all)."}
     )
     batch_size: int = field(default=16, metadata={"help": "--checkpoint: users per generation batch."})
+    use_ranking_targets: bool = field(
+        default=False,
+        metadata={
+            "help": "--rankings: score each user against the file's target_item_id where it names one, not "
+            "the dataset's held-out item (to match a toolkit whose split broke ties differently)."
+        },
+    )
     split: Literal["valid", "test"] = field(default="test", metadata={"help": "Held-out split to score against."})
     ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20], metadata={"help": "Cut-offs K for metric@K."})
     exclude_history: bool = field(default=True, metadata={"help": "Remove the user's history items from their list."})
@@ -54,18 +67,6 @@ class RankEvalConfig:
     )
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, Any]  # flat: "ndcg@10" -> {"value", "ci95"}; beyond-accuracy -> value; counts
-    per_user: dict[str, np.ndarray]  # metric -> (U,)
-    users: list[str]
-    lists: list[list[str]]  # cleaned lists, unknown items kept in place
-    targets: list[str]
-    history_lengths: np.ndarray  # (U,)
-    ranked: np.ndarray  # (U, K) item codes, -1 where no catalog item stands
-    target_codes: np.ndarray  # (U,) item code of each target, -2 if it is not in the catalog
 
 
 def load_rankings(path: str | Path, keyed_by_position: bool = False) -> list[dict[str, Any]]:
@@ -96,8 +97,9 @@ def load_rankings(path: str | Path, keyed_by_position: bool = False) -> list[dic
     return records
 
 
-def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: RankEvalConfig,
-             users: set[str] | None = None) -> Evaluation:
+def evaluate(
+    dataset: PreparedDataset, records: list[dict[str, Any]], config: RankEvalConfig, users: set[str] | None = None
+) -> Evaluation:
     """Score `records` against every user of the split, or only `users` (a sample, said in the protocol)."""
     k_max = max(config.ks)
     item_ids = dataset.items["item_id"].to_pylist()
@@ -107,6 +109,7 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
         held_out = [r for r in held_out if r["user_id"] in users]
     truth = {r["user_id"]: (r["target"], r["history"]) for r in held_out}
     by_user = {r["user_id"]: r for r in records}
+    check_users_overlap(by_user, truth, dataset, config)
     counts = dict(
         users_evaluated=len(truth),
         users_without_rankings=0,
@@ -115,7 +118,7 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
         unknown_items=0,
         duplicate_items=0,
         history_items_removed=0,
-        targets_overridden=0,
+        target_mismatches=0,  # records whose target_item_id is not the dataset's held-out item
     )
 
     users, lists, targets, hist_len = [], [], [], []
@@ -127,9 +130,11 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
             items = []
         else:
             items = record["ranked_items"]
-            if record.get("target_item_id") not in (None, target):
-                target = str(record["target_item_id"])
-                counts["targets_overridden"] += 1
+            claimed = record.get("target_item_id")
+            if claimed is not None and str(claimed) != target:
+                counts["target_mismatches"] += 1
+                if config.use_ranking_targets:  # opt-in only: otherwise a file could choose its own answers
+                    target = str(claimed)
         history_set = set(history) if config.exclude_history else set()
         cleaned, seen = [], set()
         for item in items:
@@ -159,17 +164,55 @@ def evaluate(dataset: PreparedDataset, records: list[dict[str, Any]], config: Ra
     return Evaluation(metrics, per_user, users, lists, targets, np.array(hist_len), ranked, target_codes)
 
 
-def protocol_line(dataset: PreparedDataset, config: RankEvalConfig, n_users: int | None = None) -> str:
+def check_users_overlap(
+    by_user: dict[str, Any], truth: dict[str, Any], dataset: PreparedDataset, config: RankEvalConfig
+) -> None:
+    """Refuse rankings that name no user being scored: they would average to 0.0000 as if a model had
+    failed, when the file is empty or was made for another dataset."""
+    source = config.rankings or "rankings"
+    if not by_user:
+        raise DataError(source, "no rankings in it (an empty file?)")
+    if not any(user in truth for user in by_user):
+        first = next(iter(by_user))
+        raise DataError(
+            source,
+            f"none of its {len(by_user)} users is a {config.split} user of {dataset.path} "
+            f"(first: {first!r}); was it made for another dataset?",
+        )
+
+
+def protocol_line(
+    dataset: PreparedDataset, config: RankEvalConfig, n_users: int | None = None, split_users: int | None = None
+) -> str:
+    """The protocol as one line. `n_users`: how many users were averaged when not every user of the split
+    was scored as a possible miss; `split_users`: how many the split has, when known."""
     history = "history items excluded" if config.exclude_history else "history items kept"
-    users = "every user of the split averaged" if n_users is None else f"{n_users} sampled users averaged"
-    return (
+    if n_users is None:
+        users = "every user of the split averaged"
+    elif n_users == split_users:
+        users = f"all {n_users} users of the split averaged"
+    elif split_users is None or config.max_users is not None:
+        users = f"{n_users} sampled users averaged"
+    else:
+        users = f"{n_users} of the split's {split_users} users averaged"
+    line = (
         f"split: {config.split} ({dataset.protocol.get('method')}, {dataset.protocol.get('order')}); "
         f"full ranking over {dataset.items.num_rows} items; {history}; {users}"
     )
+    if config.use_ranking_targets:
+        line += "; targets from the rankings file where it names one (--use_ranking_targets)"
+    return line
 
 
-def save_report(out: Path, result: Evaluation, dataset: PreparedDataset, config: Any, protocol: str,
-                extra: dict[str, Any] | None = None, made_by: Any = None) -> None:
+def save_report(
+    out: Path,
+    result: Evaluation,
+    dataset: PreparedDataset,
+    config: Any,
+    protocol: str,
+    extra: dict[str, Any] | None = None,
+    made_by: Any = None,
+) -> None:
     """Write a report folder's files into `out` (an `atomic_dir`): metrics.json (+ `extra` keys),
     rankings.jsonl, per_user.json (for `llmrec eval compare`), meta.json (the settings of `made_by`,
     default `config`), report.md and the plots."""
@@ -185,41 +228,75 @@ def save_report(out: Path, result: Evaluation, dataset: PreparedDataset, config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(RankEvalConfig, prog="llmrec eval rank").parse_args_and_config(argv)
-    if any(k <= 0 for k in config.ks):
-        raise LlmrecError("--ks must be positive")
-    if sum(x is not None for x in (config.rankings, config.baseline, config.checkpoint)) != 1:
-        raise LlmrecError("pass exactly one of --rankings FILE, --baseline NAME or --checkpoint DIR")
+    (config,) = parse_args(RankEvalConfig, argv, prog="llmrec eval rank")
+    check_config(config)
     dataset = PreparedDataset.load(config.data)
-    users = None
+    users, split_users = None, None
     if config.rankings:
         records = load_rankings(config.rankings)
     elif config.baseline:
         records = baseline_rankings(dataset, config.split, max(config.ks), config.baseline, config.seed)
     else:
-        from llmrec.collab.checkpoint import checkpoint_records, is_collab_folder
-        from llmrec.evaluation.generative import checkpoint_rankings, sample_positions
-
-        if is_collab_folder(config.checkpoint):  # a classic model: full-catalog scores, no generation
-            every = dataset.histories(config.split)["user_id"].to_pylist()
-            sample = [every[i] for i in sample_positions(len(every), config.max_users, config.seed)]
-            records = checkpoint_records(config.checkpoint, dataset, config.split, max(config.ks), sample)
-        else:
-            records = checkpoint_rankings(config, dataset)
-        users = {r["user_id"] for r in records} if config.max_users else None
+        records = checkpoint_records(config, dataset)
+        # Exactly the users ranked are scored: a model never asked about a user must not count it as a miss.
+        users, split_users = {r["user_id"] for r in records}, dataset.histories(config.split).num_rows
     result = evaluate(dataset, records, config, users)
-    protocol = protocol_line(dataset, config, len(users) if users is not None else None)
+    protocol = protocol_line(dataset, config, None if users is None else len(users), split_users)
     with atomic_dir(config.output, overwrite=config.overwrite) as out:
         save_report(out, result, dataset, config, protocol)
-    k = 10 if 10 in config.ks else config.ks[-1]
-    m = result.metrics
     print(f"wrote {config.output}\n{protocol}")
+    print_summary(result.metrics, config)
+
+
+def check_config(config: RankEvalConfig) -> None:
+    if any(k <= 0 for k in config.ks):
+        raise LlmrecError("--ks must be positive")
+    if config.n_bootstrap < 1:  # confidence intervals need at least one resample
+        raise LlmrecError(f"--n_bootstrap must be at least 1, got {config.n_bootstrap}")
+    if sum(x is not None for x in (config.rankings, config.baseline, config.checkpoint)) != 1:
+        raise LlmrecError("pass exactly one of --rankings FILE, --baseline NAME or --checkpoint DIR")
+    if config.use_ranking_targets and not config.rankings:
+        raise LlmrecError("--use_ranking_targets applies to --rankings only")
+
+
+def checkpoint_records(config: RankEvalConfig, dataset: PreparedDataset) -> list[dict[str, Any]]:
+    """Rankings by the model in `config.checkpoint`: a classic model folder or a recipes/sft.py output.
+    Both imports sit here because those packages build on this one (no import circle)."""
+    from llmrec.collab.checkpoint import checkpoint_records as collab_records, is_collab_folder
+
+    if is_collab_folder(config.checkpoint):  # a classic model: full-catalog scores, no generation
+        every = dataset.histories(config.split)["user_id"].to_pylist()
+        sample = [every[i] for i in sample_positions(len(every), config.max_users, config.seed)]
+        return collab_records(config.checkpoint, dataset, config.split, max(config.ks), sample)
+    from llmrec.generation.ranking import checkpoint_rankings
+
+    return checkpoint_rankings(config, dataset)
+
+
+def print_summary(m: dict[str, Any], config: RankEvalConfig) -> None:
+    """The headline metrics, then what did not line up between the lists and the split, if anything."""
+    k = 10 if 10 in config.ks else config.ks[-1]
     print(
         f"ndcg@{k} {m[f'ndcg@{k}']['value']:.4f}  recall@{k} {m[f'recall@{k}']['value']:.4f}  "
         f"coverage@{k} {m[f'coverage@{k}']:.4f}  hallucination_rate {m['hallucination_rate']:.4f}"
     )
+    if m["users_without_rankings"] or m["unknown_users"]:
+        print(
+            f"users: {m['users_evaluated']} scored, {m['users_without_rankings']} of them without a list (misses); "
+            f"{m['unknown_users']} in the rankings not in the {config.split} split (ignored)"
+        )
+    if m["target_mismatches"]:
+        used = (
+            "rankings file's (--use_ranking_targets)"
+            if config.use_ranking_targets
+            else "dataset's (--use_ranking_targets scores the file's)"
+        )
+        print(
+            f"target_item_id differs from the dataset's held-out item for {m['target_mismatches']} of "
+            f"{m['users_evaluated']} users: scored against the {used}"
+        )
 
 
 if __name__ == "__main__":

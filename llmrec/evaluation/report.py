@@ -10,7 +10,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from llmrec.data.dataset import PreparedDataset
-    from llmrec.evaluation.rank import Evaluation
+    from llmrec.evaluation.result import Evaluation
 
 ACCURACY = ("hit", "recall", "precision", "f1", "ndcg", "mrr", "map")
 BEYOND = ("coverage", "gini", "arp", "novelty", "aclt", "popreo")

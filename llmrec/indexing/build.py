@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from llmrec.data.dataset import PreparedDataset
+from llmrec.errors import LlmrecError
 from llmrec.indexing import p5
 from llmrec.indexing.embeddings import DEFAULT_TEXT_TEMPLATE, embed_texts, item_texts
 from llmrec.indexing.item_index import ItemIndex, catalog_fingerprint, code_tokens
@@ -54,6 +55,15 @@ class IndexBuildConfig:
     seed: int = field(default=0, metadata={"help": "Seed for every random choice (k-means, RQ-VAE, random ids)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
 
+    def __post_init__(self) -> None:
+        # Out-of-range sizes would otherwise fail deep inside k-means, torch or a recursion, as a traceback.
+        at_least = {"levels": 1, "codebook_size": 1, "epochs": 0, "batch_size": 1, "latent_dim": 1, "n_clusters": 2}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise LlmrecError(f"--{name} must be at least {low}, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise LlmrecError(f"--lr must be positive, got {self.lr}")
+
 
 def build_index(config: IndexBuildConfig, dataset: PreparedDataset | None = None) -> ItemIndex:
     ds = dataset or PreparedDataset.load(config.data)
@@ -79,8 +89,11 @@ def build_index(config: IndexBuildConfig, dataset: PreparedDataset | None = None
         code_list = [()] * items.num_rows
         titles, stats["collision_rate_raw"] = p5.title_strings(items)
     else:
-        code_list = (p5.random_codes(items.num_rows, config.seed) if config.method == "random"
-                     else p5.sequential_codes(items, ds.interactions))
+        code_list = (
+            p5.random_codes(items.num_rows, config.seed)
+            if config.method == "random"
+            else p5.sequential_codes(items, ds.interactions)
+        )
         stats["collision_rate_raw"] = 0.0
     if config.method == "title":
         tokens = titles
@@ -91,8 +104,16 @@ def build_index(config: IndexBuildConfig, dataset: PreparedDataset | None = None
     stats["collisions_final"] = len(tokens) - len(set(tokens))
     stats["build_seconds"] = round(time.perf_counter() - start, 2)
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("data", "output", "overwrite")}
-    return ItemIndex(config.method, items["item_id"].to_pylist(), code_list, tokens, catalog_fingerprint(items),
-                     settings, stats, quantizer)
+    return ItemIndex(
+        config.method,
+        items["item_id"].to_pylist(),
+        code_list,
+        tokens,
+        catalog_fingerprint(items),
+        settings,
+        stats,
+        quantizer,
+    )
 
 
 def _quantize(x: np.ndarray, c: IndexBuildConfig) -> tuple[np.ndarray, np.ndarray, dict, dict]:
@@ -101,8 +122,16 @@ def _quantize(x: np.ndarray, c: IndexBuildConfig) -> tuple[np.ndarray, np.ndarra
         codes, books = residual_kmeans(x, c.levels, c.codebook_size, c.seed, c.balanced)
         recon = books[np.arange(c.levels)[None, :], codes].sum(axis=1)  # (N, D)
         return codes, recon, {"codebooks": books}, {"reconstruction_mse": float(((recon - x) ** 2).mean())}
-    s = RQVAESettings(levels=c.levels, codebook_size=c.codebook_size, latent_dim=c.latent_dim, epochs=c.epochs,
-                      batch_size=c.batch_size, lr=c.lr, sinkhorn_last=c.sinkhorn_last, seed=c.seed)
+    s = RQVAESettings(
+        levels=c.levels,
+        codebook_size=c.codebook_size,
+        latent_dim=c.latent_dim,
+        epochs=c.epochs,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        sinkhorn_last=c.sinkhorn_last,
+        seed=c.seed,
+    )
     model, codes, mse = train_rqvae(x, s, log_every=max(1, c.epochs // 5))
     with torch.no_grad():
         recon = torch.cat([model.decode_codes(b) for b in torch.from_numpy(codes).split(65536)]).numpy()
@@ -116,43 +145,58 @@ def _level_stats(codes: np.ndarray, sizes: list[int]) -> list[dict[str, float]]:
     return codebook_stats(codes, sizes)
 
 
-def semantic_quality(x: np.ndarray, recon: np.ndarray, first: np.ndarray, k: int = 10, n: int = 2000,
-                     seed: int = 0) -> dict[str, float]:
+def semantic_quality(
+    x: np.ndarray, recon: np.ndarray, first: np.ndarray, k: int = 10, n: int = 2000, seed: int = 0
+) -> dict[str, float | None]:
     """Do codes keep meaning? Cosine distance of item pairs sharing a first-level code vs random pairs,
     and recall@k of nearest neighbours computed from the codes alone (their reconstructions) against
-    nearest neighbours in embedding space, over a sample of `n` query items."""
+    nearest neighbours in embedding space, over a sample of `n` query items. A figure that a small
+    catalog cannot give (no two items share a first code, k or fewer other items) is None."""
     rng = np.random.default_rng(seed)
     xn = torch.nn.functional.normalize(torch.from_numpy(x.astype(np.float32)), dim=1)  # (N, D)
     rn = torch.nn.functional.normalize(torch.from_numpy(recon.astype(np.float32)), dim=1)  # (N, D)
+    same = _same_code_pairs(first, rng)
+    a, b = rng.integers(0, len(x), (2, 20000))
+    keep = a != b
+    return {
+        "distance_same_first_code": _mean_distance(xn, *same),
+        "distance_random_pairs": _mean_distance(xn, a[keep], b[keep]),
+        f"code_nn_recall@{k}": _code_nn_recall(xn, rn, k, n, rng) if len(x) > k else None,
+    }
+
+
+def _same_code_pairs(first: np.ndarray, rng: np.random.Generator, n: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `n` random pairs of distinct items with the same first code (none when all codes differ)."""
     order = np.argsort(first, kind="stable")
     starts = np.searchsorted(first[order], first)  # group start of each item in `order`
     sizes = np.bincount(first)[first]
-    i = rng.choice(np.flatnonzero(sizes > 1), 20000)
+    shared = np.flatnonzero(sizes > 1)
+    if len(shared) == 0:
+        return shared, shared
+    i = rng.choice(shared, n)
     j = order[starts[i] + rng.integers(0, sizes[i] - 1)]
     j = np.where(j == i, order[starts[i] + sizes[i] - 1], j)  # never pair an item with itself
-    a, b = rng.integers(0, len(x), (2, 20000))
-    keep = a != b
+    return i, j
 
-    def dist(p: np.ndarray, q: np.ndarray) -> float:
-        return float((1 - (xn[p] * xn[q]).sum(1)).mean())
 
-    queries = torch.from_numpy(rng.choice(len(x), min(n, len(x)), replace=False))
+def _mean_distance(xn: torch.Tensor, p: np.ndarray, q: np.ndarray) -> float | None:
+    return float((1 - (xn[p] * xn[q]).sum(1)).mean()) if len(p) else None
+
+
+def _code_nn_recall(xn: torch.Tensor, rn: torch.Tensor, k: int, n: int, rng: np.random.Generator) -> float:
+    queries = torch.from_numpy(rng.choice(len(xn), min(n, len(xn)), replace=False))
     hits = 0
     for q in queries.split(256):
         true = (xn[q] @ xn.T).index_fill_(1, q, -2).topk(k, dim=1).indices  # (Q, k), self excluded
         pred = (rn[q] @ rn.T).index_fill_(1, q, -2).topk(k, dim=1).indices
         hits += sum(len(set(t.tolist()) & set(p.tolist())) for t, p in zip(true, pred))
-    return {
-        "distance_same_first_code": dist(i, j),
-        "distance_random_pairs": dist(a[keep], b[keep]),
-        f"code_nn_recall@{k}": hits / (k * len(queries)),
-    }
+    return hits / (k * len(queries))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(IndexBuildConfig, prog="llmrec index build").parse_args_and_config(argv)
+    (config,) = parse_args(IndexBuildConfig, argv, prog="llmrec index build")
     index = build_index(config)
     index.save(config.output, overwrite=config.overwrite, config=dataclasses.asdict(config))
     print(f"wrote {config.output}: {config.method} index of {len(index.item_ids)} items")
@@ -161,17 +205,29 @@ def main(argv: list[str] | None = None) -> None:
 
 def format_stats(index: ItemIndex) -> str:
     s = index.stats
-    lines = [f"collision rate before disambiguation {s['collision_rate_raw']:.2%}, final collisions "
-             f"{s['collisions_final']}, build {s['build_seconds']} s"]
+    lines = [
+        f"collision rate before disambiguation {s['collision_rate_raw']:.2%}, final collisions "
+        f"{s['collisions_final']}, build {s['build_seconds']} s"
+    ]
     for n, lv in enumerate(s.get("levels", [])):
-        lines.append(f"  level {n}: {lv['codebook_size']} codes, usage {lv['codebook_usage']:.1%}, "
-                     f"perplexity {lv['perplexity']:.1f}")
+        lines.append(
+            f"  level {n}: {lv['codebook_size']} codes, usage {lv['codebook_usage']:.1%}, "
+            f"perplexity {lv['perplexity']:.1f}"
+        )
     if "distance_same_first_code" in s:
-        lines.append(f"cosine distance: same first code {s['distance_same_first_code']:.3f}, random pairs "
-                     f"{s['distance_random_pairs']:.3f}; code-space NN recall@10 {s['code_nn_recall@10']:.3f}; "
-                     f"reconstruction MSE {s['reconstruction_mse']:.2e}")
+        same, rand, recall = (
+            _figure(s[k]) for k in ("distance_same_first_code", "distance_random_pairs", "code_nn_recall@10")
+        )
+        lines.append(
+            f"cosine distance: same first code {same}, random pairs {rand}; code-space NN recall@10 "
+            f"{recall}; reconstruction MSE {s['reconstruction_mse']:.2e}"
+        )
     lines.append("examples: " + "; ".join(f"{i} -> {t}" for i, t in zip(index.item_ids[:3], index.tokens[:3])))
     return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ class FetchConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(FetchConfig, prog="llmrec models fetch").parse_args_and_config(argv)
+    (config,) = parse_args(FetchConfig, argv, prog="llmrec models fetch")
     for name in config.names:
         print(f"{name}\t{resolve_model(name)}")

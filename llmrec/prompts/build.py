@@ -28,9 +28,10 @@ from llmrec.indexing.item_index import ItemIndex
 from llmrec.indexing.p5 import title_strings
 from llmrec.prompts.render import RenderContext, render_batch
 from llmrec.prompts.rows import item_positions, sample_negatives, user_starts, window_rows
-from llmrec.prompts.templates import Family, load_family
+from llmrec.prompts.templates import Family, load_family, need_words, needs_none
 
 ITEM_TARGET_TASKS = ("sequential", "candidates", "zeroshot")
+TARGET_RATING_TASKS = ("preference", "rating", "explanation")  # rows show the target's own rating
 SPILL_ROWS = 500_000
 
 
@@ -82,11 +83,20 @@ class PromptBuildConfig:
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
 
 
+def check_sizes(config: PromptBuildConfig) -> None:
+    """Counts below their minimum would build nonsense rows (a negative history slice) or fail deep inside."""
+    at_least = {"max_history": 1, "min_history": 0, "n_candidates": 1, "n_negatives": 1, "k": 1, "num_proc": 1}
+    for name, low in at_least.items():
+        if getattr(config, name) < low:
+            raise LlmrecError(f"--{name} must be at least {low}, got {getattr(config, name)}")
+
+
 def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | None = None,
                           index: ItemIndex | None = None, tokenizer: Any = None):
     """-> datasets.DatasetDict with train, valid and test splits, rendered."""
     import datasets
 
+    check_sizes(config)
     ds = dataset or PreparedDataset.load(config.data)
     if index is None and config.index:
         index = ItemIndex.load(config.index)
@@ -101,6 +111,11 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
     weights = config.weights or [1.0] * len(families)
     if len(weights) != len(families):
         raise LlmrecError(f"--weights has {len(weights)} values for {len(families)} families")
+    fitted, notes = fit_families(families, ds, config.eval_template)
+    for note in notes:
+        print(note, file=sys.stderr)
+    weights = [w for f, w in zip(families, weights) if f.name in {g.name for g in fitted}]
+    families = fitted
     if config.format == "preference" and families[0].task not in ITEM_TARGET_TASKS:
         raise LlmrecError(f"--format preference needs an item-target family first, not {families[0].name}")
     if tokenizer is None and config.max_prompt_tokens:
@@ -137,6 +152,39 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
     return datasets.DatasetDict(out)
 
 
+def fit_families(families: list[Family], ds: PreparedDataset,
+                 eval_template: str | None = None) -> tuple[list[Family], list[str]]:
+    """The families `ds` can fill, each cut to the templates it can fill (`Template.needs` against
+    `ds.provides`), and notes on what was left out. A family asked for alone that the data cannot fill is an
+    error; of several, such families are skipped and counted (a mixture should not fail over one member)."""
+    provided = ds.provides
+    fitted = [f.usable(provided) for f in families]
+    fillable = [any(t.seen for t in f.templates) for f in fitted]
+    if not all(fillable) and (len(families) == 1 or not any(fillable)):
+        fam = families[fillable.index(False)]
+        raise LlmrecError(f"{ds.path}: the {fam.name} family {needs_none(fam.lacking(provided))}; choose "
+                          "families it can fill, such as sequential or candidates")
+    if eval_template and fillable[0] and not any(t.id == eval_template for t in fitted[0].templates):
+        template = next((t for t in families[0].templates if t.id == eval_template), None)
+        if template is not None:
+            raise LlmrecError(f"{ds.path}: --eval_template {eval_template} {needs_none(template.needs - provided)}; "
+                              f"its family can use {', '.join(t.id for t in fitted[0].templates)}")
+    notes = []
+    skipped = [f for f, ok in zip(families, fillable) if not ok]
+    if skipped:
+        by_need: dict[str, list[str]] = {}
+        for f in skipped:
+            by_need.setdefault(need_words(f.lacking(provided)), []).append(f.name)
+        reasons = "; ".join(f"{', '.join(names)} (need{'s' if len(names) == 1 else ''} {need})"
+                            for need, names in by_need.items())
+        notes.append(f"skipped {len(skipped)} of {len(families)} prompt families this dataset cannot fill: {reasons}")
+    for f, g, ok in zip(families, fitted, fillable):
+        if ok and len(g.templates) < len(f.templates):
+            notes.append(f"{f.name}: {len(f.templates) - len(g.templates)} of {len(f.templates)} templates left out "
+                         f"(they need {need_words(f.lacking(provided))})")
+    return [g for g, ok in zip(fitted, fillable) if ok], notes
+
+
 def _render_settings(c: PromptBuildConfig) -> dict[str, Any]:
     return {"format": c.format, "sft_style": c.sft_style, "system_prompt": c.system_prompt,
             "max_prompt_tokens": c.max_prompt_tokens, "positive_threshold": c.positive_threshold, "k": c.k}
@@ -171,10 +219,7 @@ def family_rows(fam: Family, split: str, weight: float, ds: PreparedDataset, ctx
     else:
         if fam.task == "explanation" and ctx.reviews is None:
             raise LlmrecError(f"{ds.path}: the explanation family needs review text; this dataset has none")
-        w = window_rows(ds.interactions, split, c.max_history, c.min_history)
-        if fam.task == "explanation":
-            keep = np.array([bool(ctx.reviews[t]) for t in w["target"]], bool)
-            w = {k: v[keep] for k, v in w.items()}
+        w = _filled_targets(fam, window_rows(ds.interactions, split, c.max_history, c.min_history), ctx)
         cols = {"_target": w["target"], "_start": w["start"], "_end": w["end"],
                 "_item": ctx.inter_item[w["target"]], "user_id": ctx.inter_user[w["target"]].tolist()}
     n = len(cols["_target"])
@@ -206,6 +251,18 @@ def family_rows(fam: Family, split: str, weight: float, ds: PreparedDataset, ctx
     return pa.table({k: pa.array(v) if not isinstance(v, pa.Array) else v for k, v in cols.items()})
 
 
+def _filled_targets(fam: Family, w: dict[str, np.ndarray], ctx: RenderContext) -> dict[str, np.ndarray]:
+    """The rows whose target has what the family shows of it: review text, and a rating where the target's
+    rating is shown (partly rated data has gaps; a row without one would teach the model "nan")."""
+    needs = set().union(*(t.needs for t in fam.templates))
+    keep = np.ones(len(w["target"]), bool)
+    if "reviews" in needs:
+        keep &= np.array([bool(ctx.reviews[t]) for t in w["target"]], bool)
+    if "ratings" in needs and fam.task in TARGET_RATING_TASKS:
+        keep &= ~np.isnan(ctx.inter_rating[w["target"]])
+    return {k: v[keep] for k, v in w.items()}
+
+
 def given_candidates(c: PromptBuildConfig, split: str, ctx: RenderContext, ustart: np.ndarray, target: np.ndarray,
                      item: np.ndarray) -> list[np.ndarray]:
     """Each row's first n_candidates from --candidates_from (catalog positions). Training rows are keyed by
@@ -234,19 +291,20 @@ def given_candidates(c: PromptBuildConfig, split: str, ctx: RenderContext, ustar
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
-
     from llmrec.artifacts import atomic_dir, provenance, write_json
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(PromptBuildConfig, prog="llmrec prompts build").parse_args_and_config(argv)
+    (config,) = parse_args(PromptBuildConfig, argv, prog="llmrec prompts build")
     if not config.output:
         raise LlmrecError("--output is required")
-    dd = build_prompt_datasets(config)
+    ds = PreparedDataset.load(config.data)
+    dd = build_prompt_datasets(config, ds)
+    left_out = fit_families([load_family(f) for f in config.families], ds, config.eval_template)[1]
     with atomic_dir(config.output, overwrite=config.overwrite) as out:
         dd.save_to_disk(str(out / "arrow"))
         for split, d in dd.items():
             d.to_json(str(out / f"{split}.jsonl"), force_ascii=False)
-        write_json(out / "stats.json", prompt_stats(dd))
+        write_json(out / "stats.json", {**prompt_stats(dd), **({"left_out": left_out} if left_out else {})})
         write_json(out / "meta.json", provenance(dataclasses.asdict(config)))
     print(f"wrote {config.output}: " + ", ".join(f"{s} {len(d)} rows" for s, d in dd.items()))
     families = dd["train"]["family"]

@@ -44,8 +44,9 @@ def row_fields(task: str, ctx: RenderContext, target: int, start: int, end: int,
     f: dict[str, Any] = {"user_id": user}
     if task in ("sequential", "candidates", "zeroshot", "rerank"):
         f.update(history=shown, n_history=len(shown), target=ctx.ident[item])
-    if task in ("zeroshot", "rating", "rerank"):
-        f["rated_history"] = [{"item": x, "rating": rating_text(r)} for x, r in zip(shown, ctx.inter_rating[start:end])]
+    if task in ("zeroshot", "rating", "rerank"):  # unrated items (partly rated data) are not "rated"
+        f["rated_history"] = [{"item": x, "rating": rating_text(r)}
+                              for x, r in zip(shown, ctx.inter_rating[start:end]) if not np.isnan(r)]
     if task in ("candidates", "rerank"):
         cands = list(negatives) if given else [item, *negatives]
         np.random.default_rng(shuffle).shuffle(cands)

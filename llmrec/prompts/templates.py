@@ -8,15 +8,25 @@ naming the file and template, before any row is built.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
+from jinja2 import meta
 
 from llmrec.errors import LlmrecError
 from llmrec.templating import compile_template
+
+# What a template needs from the dataset beyond items and histories (`PreparedDataset.provides`): these
+# fields are made from ratings, and these tasks' targets are ratings or review text.
+RATING_FIELDS = {"rated_history", "liked", "disliked", "rating"}
+TASK_NEEDS = {"preference": {"ratings"}, "rating": {"ratings"}, "explanation": {"reviews"}}
+NEED_TEXT = {"ratings": "ratings", "reviews": "review text"}
+WHY_NONE = {"ratings": "it is implicit feedback", "reviews": "only Amazon reviews carry review text"}
 
 # The fields each task's rows provide to templates.
 TASK_FIELDS: dict[str, set[str]] = {
@@ -29,6 +39,16 @@ TASK_FIELDS: dict[str, set[str]] = {
     "zeroshot": {"user_id", "rated_history", "history", "k", "target"},
     "rerank": {"user_id", "rated_history", "history", "candidates", "n_candidates", "k", "target"},
 }
+
+
+def need_words(needs: Iterable[str]) -> str:
+    return " and ".join(NEED_TEXT[n] for n in sorted(needs))
+
+
+def needs_none(needs: Iterable[str]) -> str:
+    """`needs ratings, and this dataset has none (it is implicit feedback)`: the reason a refusal gives."""
+    why = "; ".join(WHY_NONE[n] for n in sorted(needs))
+    return f"needs {need_words(needs)}, and this dataset has none ({why})"
 
 
 def family_dir() -> Path:
@@ -48,6 +68,7 @@ class Template:
     input: str
     target: str
     seen: bool = True
+    needs: frozenset[str] = frozenset()  # "ratings", "reviews": what the dataset must provide
 
     def render(self, fields: dict[str, Any]) -> tuple[str, str]:
         text = _compiled(self.input).render(**fields).strip()
@@ -57,6 +78,12 @@ class Template:
 
 
 _CACHE: dict[str, jinja2.Template] = {}
+_PARSER = jinja2.Environment()
+
+
+def _needs(task: str, *sources: str) -> frozenset[str]:
+    used = set().union(*(meta.find_undeclared_variables(_PARSER.parse(s)) for s in sources))
+    return frozenset(TASK_NEEDS.get(task, set()) | ({"ratings"} if used & RATING_FIELDS else set()))
 
 
 def _compiled(source: str) -> jinja2.Template:
@@ -77,6 +104,17 @@ class Family:
         if not chosen:
             raise LlmrecError(f"family {self.name} has no {'seen' if seen else 'unseen'} templates")
         return chosen
+
+    def usable(self, provided: frozenset[str]) -> Family:
+        """This family with only the templates a dataset providing `provided` can fill (maybe none)."""
+        return dataclasses.replace(self, templates=tuple(t for t in self.templates if t.needs <= provided))
+
+    def lacking(self, provided: frozenset[str]) -> list[str]:
+        """What a dataset providing `provided` lacks for this family: what every template it cannot fill
+        needs (explanation: review text, though some of its templates also show ratings), else all of it."""
+        gaps = [set(t.needs - provided) for t in self.templates if t.needs - provided]
+        common = set.intersection(*gaps) if gaps else set()
+        return sorted(common or set().union(*gaps))
 
 
 def load_family(name_or_path: str) -> Family:
@@ -101,7 +139,7 @@ def load_family(name_or_path: str) -> Family:
         for part in ("input", "target"):
             compile_template(t[part], fields, f"{where} ({part})")
         templates.append(Template(str(t["id"]), spec.get("family", path.stem), t["input"], t["target"],
-                                  bool(t.get("seen", True))))
+                                  bool(t.get("seen", True)), _needs(spec["task"], t["input"], t["target"])))
     ids = [t.id for t in templates]
     if len(set(ids)) != len(ids):
         raise LlmrecError(f"{path}: template ids repeat")

@@ -6,6 +6,7 @@ help comes from its dataclass field.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,20 +17,27 @@ from trl import SFTConfig
 class RecArguments:
     model_init: Literal["pretrained", "scratch"] = field(
         default="pretrained",
-        metadata={"help": "pretrained: load --model_name_or_path. scratch: a new model of the scratch_* size with "
-                  "that model's tokenizer and architecture (TIGER-style generative retrieval)."},
+        metadata={
+            "help": "pretrained: load --model_name_or_path. scratch: a new model of the scratch_* size with "
+            "that model's tokenizer and architecture (TIGER-style generative retrieval)."
+        },
     )
     scratch_hidden_size: int = field(default=128, metadata={"help": "scratch: hidden size."})
     scratch_layers: int = field(default=4, metadata={"help": "scratch: transformer layers."})
     scratch_heads: int = field(default=4, metadata={"help": "scratch: attention heads."})
     train_new_tokens: bool = field(
         default=True,
-        metadata={"help": "LoRA: also train the embedding rows of the index's new item tokens (PEFT "
-                  "trainable_token_indices); without it they stay at their initial values."},
+        metadata={
+            "help": "LoRA: also train the embedding rows of the index's new item tokens (PEFT "
+            "trainable_token_indices); without it they stay at their initial values."
+        },
     )
     ranking_eval_steps: int = field(
-        default=0, metadata={"help": "Every N steps, rank items for --ranking_eval_users validation users and log "
-                             "NDCG/Recall@K (0: only at the end)."}
+        default=0,
+        metadata={
+            "help": "Every N steps, rank items for --ranking_eval_users validation users and log "
+            "NDCG/Recall@K (0: only at the end)."
+        },
     )
     ranking_eval_at_start: bool = field(
         default=True, metadata={"help": "Also rank before the first step: the untrained model's reference numbers."}
@@ -61,13 +69,27 @@ def choose_bf16(bf16: bool | None) -> tuple[bool, bool]:
     return bf16, bf16 and not cuda
 
 
+def launched_ranks_without_accelerator() -> bool:
+    """Whether a launcher started several ranks (WORLD_SIZE > 1) on a machine with no GPU or other accelerator."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; older: CUDA is the only one we check
+    present = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not present
+
+
 @dataclass
 class RecSFTConfig(SFTConfig):
-    """TRL's SFTConfig, with bf16 chosen by the hardware when not set (so one config runs on CPU and GPU)."""
+    """TRL's SFTConfig, with bf16 chosen by the hardware when not set (so one config runs on CPU and GPU), and
+    CPU ranks joined into one process group when launched without an accelerator."""
 
     def __post_init__(self) -> None:
         if self.bf16 is None:
             import torch
 
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        # accelerate's multi-process launcher does not pass the config's `use_cpu` on to the ranks, and without
+        # it accelerate finds no device to distribute over: every rank would train alone on all the data.
+        if launched_ranks_without_accelerator():
+            self.use_cpu = True
         super().__post_init__()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,7 @@ from trl import ModelConfig, SFTTrainer
 from llmrec.artifacts import write_json
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
-from llmrec.evaluation.generative import evaluate_model, sample_rows
-from llmrec.evaluation.rank import RankEvalConfig
+from llmrec.evaluation.sampling import sample_rows
 from llmrec.indexing.build import IndexBuildConfig, build_index
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
@@ -34,11 +34,13 @@ from llmrec.training.model import load_for_training, train_embedding_rows
 
 
 def check_output_dir(path: str) -> None:
+    """Fail before anything loads if output_dir cannot be written. Creates nothing (the trainer makes the
+    folder), so a run that then fails on its inputs leaves no empty output_dir behind."""
+    folder = Path(path).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        probe = Path(path) / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=existing):  # a probe file where the folder is or will be made
+            pass
     except OSError as e:
         raise LlmrecError(f"{path}: output_dir is not writable ({e.strerror})") from None
 
@@ -61,37 +63,52 @@ def resume_checkpoint(args: RecSFTConfig) -> str | None:
 
 def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig, margs: ModelConfig) -> dict[str, Any]:
     check_output_dir(args.output_dir)
+    for name in ("ranking_k", "ranking_eval_users", "ranking_batch_size"):
+        if getattr(rec, name) < 1:
+            raise LlmrecError(f"--{name} must be at least 1, got {getattr(rec, name)}")
     if margs.use_peft and rec.train_new_tokens and args.weight_decay > 0:
-        raise LlmrecError("weight_decay > 0 with LoRA would decay every embedding row while the item tokens train; "
-                          "set weight_decay: 0 or train_new_tokens: false")
+        raise LlmrecError(
+            "weight_decay > 0 with LoRA would decay every embedding row while the item tokens train; "
+            "set weight_decay: 0 or train_new_tokens: false"
+        )
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)
     set_seed(args.seed)  # new embedding rows and LoRA weights start the same in every run and on every rank
     model, tokenizer, peft_config = load_for_training(margs, rec, index)
     splits = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
     eval_rows = sample_rows(splits["valid"], rec.ranking_eval_users, args.seed)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=splits["train"], processing_class=tokenizer,
-                         peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=splits["train"], processing_class=tokenizer, peft_config=peft_config
+    )
     new_ids = tokenizer.convert_tokens_to_ids(index.new_tokens)
     if peft_config is not None and new_ids and rec.train_new_tokens:
         train_embedding_rows(trainer.model, new_ids)
     # Building its trie also checks, before any training, that the tokenizer holds the index's tokens.
-    ranking = RankingEvalCallback(trainer, index, dataset, eval_rows, rec.ranking_eval_steps, rec.ranking_k,
-                                  rec.ranking_batch_size, rec.ranking_eval_at_start)
+    ranking = RankingEvalCallback(
+        trainer,
+        index,
+        dataset,
+        eval_rows,
+        rec.ranking_eval_steps,
+        rec.ranking_k,
+        rec.ranking_batch_size,
+        rec.ranking_eval_at_start,
+    )
     trainer.add_callback(ranking)
     start, checkpoint = time.perf_counter(), resume_checkpoint(args)
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     trainer.save_model(args.output_dir)
     log = trainer.state.log_history
-    result: dict[str, Any] = {"train_seconds": round(seconds, 1), "train_rows": len(splits["train"]),
-                              "resumed_from": checkpoint,
-                              "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
-                              "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e]}
-    if rec.final_eval and trainer.is_world_process_zero():
-        config = RankEvalConfig(data=prompts.data, output="", split="valid", ks=[rec.ranking_k], n_bootstrap=200)
-        final = evaluate_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, ranking.trie, dataset,
-                               eval_rows, config, rec.ranking_batch_size)
+    result: dict[str, Any] = {
+        "train_seconds": round(seconds, 1),
+        "train_rows": len(splits["train"]),
+        "resumed_from": checkpoint,
+        "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
+        "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e],
+    }
+    if rec.final_eval:  # on every rank: a sharded model (FSDP, ZeRO-3) needs them all for each forward pass
+        final = ranking.evaluate(progress=True)
         result["valid_metrics"] = {k: v for k, v in final.metrics.items() if "@" in k}
         result["valid_users"] = len(eval_rows)
     result["ranking_evals"] = ranking.history
@@ -100,8 +117,15 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
         if (out / "item_index").exists():
             shutil.rmtree(out / "item_index")
         index.save(out / "item_index")
-        write_json(out / "llmrec.json", {"prompts": dataclasses.asdict(prompts), "rec": dataclasses.asdict(rec),
-                                          "base_model": margs.model_name_or_path, "result": result})
+        write_json(
+            out / "llmrec.json",
+            {
+                "prompts": dataclasses.asdict(prompts),
+                "rec": dataclasses.asdict(rec),
+                "base_model": margs.model_name_or_path,
+                "result": result,
+            },
+        )
         write_model_card(out, prompts, rec, args, margs, dataset, index, result)
         if args.push_to_hub:
             trainer.push_to_hub()
@@ -109,15 +133,17 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    parser = TrlParser((PromptBuildConfig, RecArguments, RecSFTConfig, ModelConfig), prog="recipes/sft.py")
-    prompts, rec, args, margs = parser.parse_args_and_config(argv)
+    types = (PromptBuildConfig, RecArguments, RecSFTConfig, ModelConfig)
+    prompts, rec, args, margs = parse_args(types, argv, prog="recipes/sft.py")
     result = train_sft(prompts, rec, args, margs)
     losses = result["loss_history"]
     if losses:
-        print(f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}) "
-              f"in {result['train_seconds']} s")
+        print(
+            f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}) "
+            f"in {result['train_seconds']} s"
+        )
     for name, value in result.get("valid_metrics", {}).items():
         if name.startswith(("ndcg", "recall")):
             print(f"valid {name} {value['value']:.4f} [{value['ci95'][0]:.4f}, {value['ci95'][1]:.4f}]")

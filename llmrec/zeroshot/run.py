@@ -30,7 +30,14 @@ from llmrec.generation.backends import ChatBackend, Completion, GenerationSettin
 from llmrec.generation.cache import ResponseCache, answer_all
 from llmrec.grounding import Grounded, TitleGrounder, parse_list
 from llmrec.prompts.templates import load_family
-from llmrec.zeroshot.scenarios import DEFAULT_FAMILY, Request, build_requests, candidate_lists, sample_users
+from llmrec.zeroshot.scenarios import (
+    DEFAULT_FAMILY,
+    Request,
+    build_requests,
+    candidate_lists,
+    pick_template,
+    sample_users,
+)
 
 _NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)")
 
@@ -105,13 +112,16 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
     ks = sorted(k for k in c.ks if k <= c.k)
     if not ks or c.k <= 0:
         raise LlmrecError(f"--ks needs a cut-off <= --k {c.k}")
+    for name in ("n_bootstrap", "concurrency", "batch_size", "max_tokens", "timeout"):  # checked before any request
+        if getattr(c, name) <= 0:
+            raise LlmrecError(f"--{name} must be positive, got {getattr(c, name)}")
     dataset = PreparedDataset.load(c.data)
     family = load_family(c.family or DEFAULT_FAMILY[c.scenario])
-    template = next((t for t in family.templates if t.id == c.template), None) if c.template else family.templates[0]
-    if template is None:
-        raise LlmrecError(f"--template {c.template!r} is not in family {family.name}: "
-                          f"{', '.join(t.id for t in family.templates)}")
+    template = pick_template(dataset, c.scenario, family, c.template)
     rows = sample_users(dataset, c.split, c.n_users or None, c.seed)
+    if c.scenario == "rating":  # partly rated data: a target without a rating cannot score an answer
+        rated = [r for r in rows if r["target_rating"] is not None]
+        unrated, rows = len(rows) - len(rated), rated
     cands = None
     if c.scenario == "rerank":
         cands = candidate_lists(dataset, c.split, c.candidates_from, c.n_candidates, rows, c.seed)
@@ -124,6 +134,8 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
     answers, usage = answer_all(backend, [r.conversation for r in requests], settings, cache, progress)
     about = {"backend": backend.name, "model": backend.model, "scenario": c.scenario, "family": family.name,
              "template": template.id, **usage}
+    if c.scenario == "rating":
+        about["sampled_users_without_target_rating"] = unrated
     samples = [{"user_id": r.user_id, "prompt": r.conversation, "answer": a.text, "error": a.error}
                for r, a in list(zip(requests, answers))[: c.n_samples]]
     with atomic_dir(c.output, overwrite=c.overwrite) as out:
@@ -221,9 +233,9 @@ def _protocol(dataset: PreparedDataset, rank_config: RankEvalConfig, c: ZeroShot
 
 
 def main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
+    from llmrec.cli import parse_args
 
-    (config,) = TrlParser(ZeroShotConfig, prog="llmrec eval zeroshot").parse_args_and_config(argv)
+    (config,) = parse_args(ZeroShotConfig, argv, prog="llmrec eval zeroshot")
     m = run_zeroshot(config)
     print(f"wrote {config.output}\n{m['protocol']}")
     print(f"requests {m['n_requests']} (cache hits {m['n_cache_hits']}), tokens {m['prompt_tokens']} prompt + "

@@ -21,7 +21,7 @@ from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import DataError, LlmrecError
 from llmrec.indexing.p5 import title_strings
 from llmrec.prompts.render import rating_text
-from llmrec.prompts.templates import Family, Template
+from llmrec.prompts.templates import Family, Template, needs_none
 
 DEFAULT_FAMILY = {"history": "zeroshot", "cold_start": "zeroshot", "rerank": "rerank", "rating": "rating"}
 SCENARIO_TASK = {"history": "zeroshot", "cold_start": "zeroshot", "rerank": "rerank", "rating": "rating"}
@@ -38,9 +38,29 @@ class Request:
     mean_history_rating: float  # the reference rating predictor: the user's mean so far
 
 
+def pick_template(dataset: PreparedDataset, scenario: str, family: Family, template_id: str | None) -> Template:
+    """`template_id` from `family`, or its first template the dataset can fill. Templates that show ratings
+    cannot be filled from implicit feedback, so the rating scenario refuses such data outright."""
+    usable = family.usable(dataset.provides)
+    if template_id:
+        template = next((t for t in family.templates if t.id == template_id), None)
+        if template is None:
+            raise LlmrecError(f"--template {template_id!r} is not in family {family.name}: "
+                              f"{', '.join(t.id for t in family.templates)}")
+        if template in usable.templates:
+            return template
+        if usable.templates:
+            lacking = needs_none(template.needs - dataset.provides)
+            raise LlmrecError(f"{dataset.path}: --template {template_id} {lacking}; "
+                              f"use one of {', '.join(t.id for t in usable.templates)}")
+    if not usable.templates:
+        raise LlmrecError(f"{dataset.path}: --scenario {scenario} {needs_none(family.lacking(dataset.provides))}")
+    return usable.templates[0]
+
+
 def sample_users(dataset: PreparedDataset, split: str, n_users: int | None, seed: int) -> list[dict[str, Any]]:
     """A seeded sample of `n_users` held-out rows (user_id, history, history_ratings, target, target_rating)."""
-    from llmrec.evaluation.generative import sample_positions
+    from llmrec.evaluation.sampling import sample_positions
 
     rows = dataset.histories(split).to_pylist()
     return [rows[i] for i in sample_positions(len(rows), n_users, seed)]
@@ -81,7 +101,9 @@ def build_requests(dataset: PreparedDataset, scenario: str, family: Family, temp
     for row in rows:
         history, ratings = row["history"][-keep:], row["history_ratings"][-keep:]
         shown = [title[i] for i in history]
-        rated = [{"item": t, "rating": rating_text(r)} for t, r in zip(shown, ratings)]
+        # Only rated items are "rated" (implicit feedback has none; pick_template keeps such data off templates
+        # that need them).
+        rated = [{"item": t, "rating": rating_text(r)} for t, r in zip(shown, ratings) if r is not None]
         fields: dict[str, Any] = {"user_id": row["user_id"], "history": shown, "rated_history": rated, "k": k,
                                   "target": title[row["target"]]}
         cands = candidates[row["user_id"]] if scenario == "rerank" and candidates else []
@@ -90,7 +112,8 @@ def build_requests(dataset: PreparedDataset, scenario: str, family: Family, temp
         elif scenario == "rating":
             fields.update(item=title[row["target"]], target=rating_text(row["target_rating"]))
         text, _ = template.render(fields)
+        known = [r for r in row["history_ratings"] if r is not None]
+        target_rating = float("nan") if row["target_rating"] is None else float(row["target_rating"])
         requests.append(Request(row["user_id"], [*system, {"role": "user", "content": text}], row["target"],
-                                float(row["target_rating"]), list(history), cands,
-                                float(np.mean(row["history_ratings"])) if row["history_ratings"] else float("nan")))
+                                target_rating, list(history), cands, float(np.mean(known)) if known else float("nan")))
     return requests

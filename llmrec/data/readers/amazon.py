@@ -1,5 +1,6 @@
-"""Amazon reviews, 2018 (McAuley lab, `reviewerID`/`asin`/`overall`/`unixReviewTime`) and 2023 (`user_id`/
-`parent_asin`/`rating`/`timestamp` in ms), with the matching metadata file for titles and text.
+"""Amazon reviews, 2018 (McAuley lab, `reviewerID`/`asin`/`overall`/`unixReviewTime`/`reviewText`) and 2023
+(`user_id`/`parent_asin`/`rating`/`timestamp` in ms/`text`), with the matching metadata file for titles and
+text. The review text becomes the interactions' `review` column (the explanation prompt family's target).
 
 The version is told by the keys of each file's first record. 2023 items are keyed by `parent_asin`, as in
 the 2023 release's own benchmarks, so variants of one product are one item.
@@ -23,12 +24,14 @@ REVIEWS = {
         JsonField("item_id", "asin"),
         JsonField("rating", "overall", "float", required=False),
         JsonField("timestamp", "unixReviewTime", "timestamp"),
+        JsonField("review", "reviewText", required=False),
     ],
     "2023": [
         JsonField("user_id", "user_id"),
         JsonField("item_id", "parent_asin"),
         JsonField("rating", "rating", "float", required=False),
         JsonField("timestamp", "timestamp", "timestamp"),
+        JsonField("review", "text", required=False),
     ],
 }
 META = {

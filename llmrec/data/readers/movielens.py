@@ -4,6 +4,7 @@ and ml-latest / ml-20m / ml-25m (`ratings.csv`, `movies.csv`). See the README in
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pyarrow as pa
@@ -66,39 +67,59 @@ def read_movielens(folder: Path, *, encoding: str | None, on_bad_lines: str, ski
 
 
 def _ml100k_items(folder: Path, encoding: str, common: dict) -> pa.Table:
-    """u.item: id|title|release date|video release date|IMDb URL|19 genre flags (latin-1)."""
-    genres = ML100K_GENRES
-    if (folder / "u.genre").exists():
-        lines = (folder / "u.genre").read_text(encoding=encoding).splitlines()
-        genres = [line.split("|")[0] for line in lines if line.strip()]
-    n_fields = 5 + len(genres)
-    flags = [Column(f"g{i}", 5 + i, "int") for i in range(len(genres))]
+    """u.item: id|title|release date|video release date|IMDb URL|19 genre flags (latin-1).
+
+    The release date and the genre flags are optional: a malformed one is stored as missing (no year from
+    the date; no categories for the item) and counted, and the line is kept."""
+    genres = _ml100k_genres(folder / "u.genre", encoding) if (folder / "u.genre").exists() else ML100K_GENRES
+    flags = [Column(f"g{i}", 5 + i, "flag", required=False, label="genre_flags") for i in range(len(genres))]
     path = folder / "u.item"
     if not path.exists():
         raise DataError(path, "missing item file: llmrec needs item titles")
+    released = Column("released", 2, "date", required=False, label="release_date")
     raw = read_delimited(
         path,
-        [Column("item_id", 0, "id"), Column("title", 1), Column("released", 2, required=False), *flags],
-        n_fields=n_fields,
+        [Column("item_id", 0, "id"), Column("title", 1), released, *flags],
+        n_fields=5 + len(genres),
         delimiter="|",
         encoding=encoding,
         **common,
     )
     title, year = split_title_year(raw["title"])
-    # Genre flags -> "Action|Comedy" -> list, without a Python loop over rows.
-    joined = pc.binary_join_element_wise(
-        *[pc.if_else(pc.equal(raw[f"g{i}"], 1), g, "") for i, g in enumerate(genres)], "|"
-    )
-    released_year = pc.cast(pc.utf8_slice_codeunits(raw["released"], -4), pa.int32(), safe=False)
-    released_year = pc.if_else(pc.match_substring_regex(raw["released"], r"[0-9]{4}$"), released_year, None)
+    # Genre flags -> "Action|Comedy" -> list, without a Python loop over rows; unknown if any flag is.
+    joined = pc.binary_join_element_wise(*[pc.if_else(raw[f"g{i}"], g, "") for i, g in enumerate(genres)], "|")
+    known = functools.reduce(pc.and_, [pc.is_valid(raw[f"g{i}"]) for i in range(len(genres))])
+    categories = split_list(joined, "|")
+    categories = pc.if_else(known, categories, pa.nulls(len(categories), categories.type))
+    released_year = pc.cast(pc.year(raw["released"]), pa.int32())
     return pa.table(
         {
             "item_id": raw["item_id"],
             "title": title,
             "year": pc.coalesce(year, released_year),
-            "categories": split_list(joined, "|"),
+            "categories": categories,
         }
     )
+
+
+def _ml100k_genres(path: Path, encoding: str) -> list[str]:
+    """u.genre: `name|flag position` per line; the positions must count 0, 1, 2, ... as u.item's columns do."""
+    try:
+        lines = path.read_text(encoding=encoding).splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not valid {encoding} ({e.reason}); pass --encoding") from None
+    genres: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        name, sep, position = line.strip().partition("|")
+        if not sep or not name or position != str(len(genres)):
+            problem = f"expected 'name|{len(genres)}' (genres in flag order), got {line.strip()!r}"
+            raise DataError(path, problem, line=number, field="genre")
+        genres.append(name)
+    if not genres:
+        raise DataError(path, "no genres (expected 'name|0', 'name|1', ... per line)")
+    return genres
 
 
 def _read_double_colon(path: Path, columns, n_fields, encoding, common) -> pa.Table:

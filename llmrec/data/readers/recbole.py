@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from llmrec.data.schema import RawDataset, split_list, year_from_text
+from llmrec.data.schema import RawDataset, split_list
 from llmrec.data.skips import SkipLog
 from llmrec.data.tabular import Column, read_delimited
 from llmrec.errors import DataError, LlmrecError
@@ -81,11 +81,16 @@ def read_recbole(path: Path, *, encoding: str | None, on_bad_lines: str, skips: 
     if chosen["title"] is None:
         raise DataError(item, f"header has no title field (one of {', '.join(ITEM_ALIASES['title'])})", line=1)
     icols = [Column("item_id", ifields["item_id"][0])]
-    icols += [Column(c, ifields[src][0], required=c == "title") for c, src in chosen.items() if src]
+    # The year is parsed, so validated: a malformed one is stored as missing and counted under its own name.
+    icols += [
+        Column(c, ifields[src][0], "year" if c == "year" else "str", required=c == "title", label=src)
+        for c, src in chosen.items()
+        if src
+    ]
     raw = read_delimited(item, icols, n_fields=len(ifields), **common)
     items = {"item_id": raw["item_id"], "title": raw["title"]}
     if chosen["year"]:
-        items["year"] = year_from_text(raw["year"])
+        items["year"] = raw["year"]
     if chosen["categories"]:
         items["categories"] = split_list(raw["categories"], " ")
     if chosen["description"]:

@@ -1,0 +1,196 @@
+"""The quality table: every recommender on ml-100k under one protocol, LLM rows against the classic ones.
+
+Protocol (each row's report says it too): leave-one-out by time, full ranking over the whole catalog,
+history items masked, ALL test users, 95% bootstrap CIs. Each row is a pair of `llmrec` commands a user
+can run (printed in the table): train (if the row trains) and `llmrec eval rank`. Rows run one at a time
+(2 cores: never two trainings at once) and are saved one by one under --out/rows/, so an interrupted bench
+resumes at the first unfinished row; the training commands resume their own checkpoints too.
+
+LLM rows carry a paired test (sign-flip permutation on per-user NDCG@10) against the best classic row of
+the same run and against their own retriever. Budgets: the configs' own (at most ~60 minutes of training
+per row on 2 CPU cores); --full raises the re-ranker's training rows for GPU users.
+
+python bench/quality.py [--rows sasrec,ease] [--full] [--out runs/quality] [--publish bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmrec.artifacts import read_json, write_json
+from llmrec.evaluation.compare import compare_reports
+
+CONFIGS = Path("recipes/configs/ml-100k")
+METRICS = ["ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10", "coverage@10", "arp@10"]
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str  # "classic" or "llm"
+    train: list[str] = field(default_factory=list)  # llmrec arguments; {out}, {data}, {row:NAME} filled in
+    rankings: str | None = None  # a rankings file in {out} to score; None: the trained folder, or `baseline`
+    baseline: str | None = None
+    retriever: str | None = None  # the row whose candidates an LLM row re-ranks
+    what: str = ""
+
+
+def collab(config: str, *extra: str) -> list[str]:
+    return ["train", "collab", "--config", str(CONFIGS / config), "--data", "{data}", "--output", "{out}", *extra]
+
+
+RERANK = ["train", "rerank", "--config", str(CONFIGS / "smollm2-rerank.yaml"), "--data", "{data}",
+          "--retriever", "{row:sasrec}", "--output_dir", "{out}"]
+ROWS = [
+    Row("most-popular", "classic", baseline="most_popular", what="training-split counts"),
+    Row("bpr", "classic", collab("bpr.yaml"), what="BPR-MF (Rendle 2009)"),
+    Row("ease", "classic", collab("ease.yaml"), what="EASE (Steck 2019), lambda on valid"),
+    Row("sasrec", "classic", collab("sasrec.yaml", "--candidates", "20"), what="SASRec, full-softmax CE"),
+    Row("ease+minilm", "llm", collab("ease.yaml", "--text_encoder", "all-minilm-l6-v2"),
+        what="collective EASE with MiniLM item-text vectors (L3AE-style)"),
+    Row("ease+smollm2", "llm", collab("ease.yaml", "--text_encoder", "smollm2-135m"),
+        what="collective EASE with SmolLM2 mean-pooled item-text vectors"),
+    Row("sasrec+minilm-init", "llm", collab("sasrec.yaml", "--text_encoder", "all-minilm-l6-v2"),
+        what="SASRec, item embeddings from PCA of MiniLM vectors (LLMInit)"),
+    Row("sasrec+smollm2-init", "llm", collab("sasrec.yaml", "--text_encoder", "smollm2-135m"),
+        what="SASRec, item embeddings from PCA of SmolLM2 vectors (LLMInit)"),
+    Row("rerank-smollm2-fused", "llm", RERANK, rankings="rankings-test-fused.jsonl", retriever="sasrec",
+        what="SmolLM2-135M LoRA letter re-ranker of SASRec's top 20, fused (lambda on valid)"),
+    Row("rerank-smollm2-llm-order", "llm", RERANK, rankings="rankings-test-llm.jsonl", retriever="sasrec",
+        what="the same re-ranker's own order of SASRec's top 20"),
+]
+
+
+def run_measured(argv: list[str], log: Path) -> tuple[float, float]:
+    """Run a command, its output appended to `log`; -> (wall seconds, peak resident MiB of the process)."""
+    start = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"\n$ {shlex.join(argv)}\n")
+        f.flush()
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {shlex.join(argv)} (see {log})")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def fill(argv: list[str], out: Path, data: str, root: Path) -> list[str]:
+    def one(a: str) -> str:
+        if a.startswith("{row:"):
+            return str(root / a[5:-1])
+        return a.replace("{out}", str(out)).replace("{data}", data)
+
+    return [one(a) for a in argv]
+
+
+def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Train (unless done) and score one row; -> its entry of quality.json without the paired tests."""
+    out, llmrec, log = root / row_folder(row), [sys.executable, "-m", "llmrec.cli"], root / "bench.log"
+    train_cmd = fill(row.train, out, args.data, root) + (["--max_train_rows", "20000"] if args.full and
+                                                          row.train == RERANK else [])
+    train_seconds = peak = 0.0
+    if row.train and not (out / (row.rankings or "llmrec.json")).exists():
+        if row.train == RERANK and (out / "llmrec.json").exists():  # trained, scoring interrupted
+            train_cmd += ["--eval_only", "true"]
+        train_seconds, peak = run_measured(llmrec + train_cmd, log)
+    if row.train:
+        done = read_json(out / "llmrec.json")["result"]
+        train_seconds = done.get("train_seconds", train_seconds)
+    report = root / "reports" / row.name
+    source = (["--baseline", row.baseline] if row.baseline else ["--rankings", str(out / row.rankings)]
+              if row.rankings else ["--checkpoint", str(out)])
+    eval_cmd = ["eval", "rank", "--data", args.data, *source, "--output", str(report), "--overwrite"]
+    score_seconds, eval_peak = run_measured(llmrec + eval_cmd, log)
+    metrics = read_json(report / "metrics.json")
+    return {"name": row.name, "kind": row.kind, "what": row.what, "retriever": row.retriever,
+            **{m: metrics[m] for m in METRICS if m in metrics},
+            "hallucination_rate": metrics.get("hallucination_rate", 0.0), "users": metrics.get("users_evaluated"),
+            "train_seconds": round(train_seconds, 1), "score_seconds": round(score_seconds, 1),
+            "peak_mib": round(max(peak, eval_peak)), "report": str(report),
+            "command": " && ".join(shlex.join(["llmrec", *c]) for c in ([train_cmd] if row.train else []) + [eval_cmd])}
+
+
+def row_folder(row: Row) -> str:
+    """Rows that read one training run's different outputs share its folder."""
+    return "rerank-smollm2" if row.train == RERANK else row.name
+
+
+def paired_tests(rows: list[dict[str, Any]]) -> None:
+    """p_vs_best_classic (and p_vs_retriever) on per-user NDCG@10 for every LLM row, in place."""
+    classic = [r for r in rows if r["kind"] == "classic"]
+    if not classic:
+        return
+    best = max(classic, key=lambda r: r["ndcg@10"]["value"])
+    by_name = {r["name"]: r for r in rows}
+    for r in rows:
+        if r["kind"] != "llm":
+            continue
+        r["best_classic"] = best["name"]
+        r["p_vs_best_classic"] = compare_reports(best["report"], r["report"], ["ndcg@10"])["ndcg@10"]["p_value"]
+        if r["retriever"] in by_name:
+            r["p_vs_retriever"] = compare_reports(by_name[r["retriever"]]["report"], r["report"],
+                                                  ["ndcg@10"])["ndcg@10"]["p_value"]
+
+
+def value(metric: dict[str, Any] | float) -> float:
+    """metrics.json holds accuracy metrics as {value, ci95} and beyond-accuracy ones as plain numbers."""
+    return metric["value"] if isinstance(metric, dict) else metric
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ["row", "kind", "NDCG@10 [95% CI]", "Recall@10", "NDCG@20", "MRR@10", "cov@10", "train s", "score s",
+            "peak MiB", "p vs best classic"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        n = r["ndcg@10"]
+        p = f"{r['p_vs_best_classic']:.4f} ({r['best_classic']})" if "p_vs_best_classic" in r else "-"
+        lines.append(f"| {r['name']} | {r['kind']} | {n['value']:.4f} [{n['ci95'][0]:.4f}, {n['ci95'][1]:.4f}] | "
+                     f"{value(r['recall@10']):.4f} | {value(r['ndcg@20']):.4f} | {value(r['mrr@10']):.4f} | "
+                     f"{value(r['coverage@10']):.4f} | {r['train_seconds']:g} | {r['score_seconds']:g} | "
+                     f"{r['peak_mib']} | {p} |")
+    lines += ["", "Rows: " + "; ".join(f"**{r['name']}**: {r['what']}" for r in rows) + ".", "",
+              "Each row's commands (train, then `llmrec eval rank`) are its `command` in quality.json."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="runs/ml-100k/dataset", help="Prepared ml-100k dataset folder.")
+    parser.add_argument("--out", default="runs/quality", help="Working folder: models, reports, rows, tables.")
+    parser.add_argument("--rows", default=None, help="Comma-separated row names (default: all, in order).")
+    parser.add_argument("--full", action="store_true", help="GPU budgets (the re-ranker trains on 20k rows).")
+    parser.add_argument("--publish", default=None, help="Also copy quality.json/.md into this folder.")
+    args = parser.parse_args()
+    names = args.rows.split(",") if args.rows else [r.name for r in ROWS]
+    unknown = sorted(set(names) - {r.name for r in ROWS})
+    if unknown:
+        sys.exit(f"unknown rows: {', '.join(unknown)}; valid: {', '.join(r.name for r in ROWS)}")
+    root = Path(args.out)
+    (root / "rows").mkdir(parents=True, exist_ok=True)
+    for row in ROWS:
+        saved = root / "rows" / f"{row.name}.json"
+        if row.name in names and not saved.exists():
+            print(f"[quality] {row.name} ...", flush=True)
+            write_json(saved, measure(row, args, root))
+    rows = [read_json(root / "rows" / f"{r.name}.json") for r in ROWS if (root / "rows" / f"{r.name}.json").exists()]
+    paired_tests(rows)
+    table = markdown(rows)
+    for folder in [root] + ([Path(args.publish)] if args.publish else []):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "quality.json", rows)
+        (folder / "quality.md").write_text(table, encoding="utf-8")
+    print(table)
+    print(json.dumps({r["name"]: round(r["ndcg@10"]["value"], 4) for r in rows}))
+
+
+if __name__ == "__main__":
+    main()

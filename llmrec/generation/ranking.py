@@ -1,0 +1,85 @@
+"""Rank catalog items with a causal LM (trie-constrained beam search) into rankings records, which
+`llmrec.evaluation.rank.evaluate` scores like any others. Generation builds on evaluation, never the
+reverse: `llmrec eval rank --checkpoint` imports this module inside the one function that needs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmrec.data.dataset import PreparedDataset
+from llmrec.evaluation.rank import Evaluation, RankEvalConfig, evaluate
+from llmrec.evaluation.sampling import sample_rows
+from llmrec.generation.recommend import recommend
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.indexing.trie import ItemTrie
+
+
+def model_rankings(
+    model: Any, tokenizer: Any, trie: ItemTrie, rows: Any, k: int, batch_size: int = 16, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Evaluation rows (prompt, user_id, target_item_id) -> rankings records, as rankings.jsonl holds them.
+    `trie` is `ItemIndex.trie(tokenizer)`: built once by the caller, reused across evaluations."""
+    ranked, scores = recommend(model, tokenizer, rows["prompt"], trie, k, batch_size, progress)
+    return [
+        {"user_id": u, "ranked_items": r, "scores": s, "target_item_id": t}
+        for u, r, s, t in zip(rows["user_id"], ranked, scores, rows["target_item_id"])
+    ]
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    trie: ItemTrie,
+    dataset: PreparedDataset,
+    rows: Any,
+    config: RankEvalConfig,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Evaluation:
+    """Rank for every row's user and score against the split (only those users when rows are a sample)."""
+    records = model_rankings(model, tokenizer, trie, rows, max(config.ks), batch_size, progress)
+    return evaluate(dataset, records, config, users=set(rows["user_id"]))
+
+
+def checkpoint_rows(
+    settings: dict[str, Any],
+    config: RankEvalConfig,
+    dataset: PreparedDataset,
+    index: ItemIndex | None = None,
+    tokenizer: Any = None,
+) -> Any:
+    """The `config.split` prompt rows to rank, rendered as in training (`settings` is the checkpoint's
+    llmrec.json): one per user of the split, or per user of the seeded `--max_users` sample. The training
+    run's own `max_eval_users` is dropped: it would leave users unranked that the report then scores."""
+    from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
+
+    prompts = PromptBuildConfig(
+        **{**settings["prompts"], "data": config.data, "max_train_rows": 1, "max_eval_users": None}
+    )
+    rows = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
+    return sample_rows(rows[config.split], config.max_users, config.seed)
+
+
+def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> list[dict[str, Any]]:
+    """Load a recipes/sft.py output folder and rank items for the users of `config.split` (`checkpoint_rows`)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrec.artifacts import read_json
+    from llmrec.generation.recommend import pick_device
+
+    folder = Path(config.checkpoint)
+    settings = read_json(folder / "llmrec.json")
+    index = ItemIndex.load(folder / "item_index")
+    index.check_dataset(dataset.items, config.data)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if (folder / "adapter_config.json").exists():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.to(pick_device())
+    rows = checkpoint_rows(settings, config, dataset, index, tokenizer)
+    return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size)
