@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmrec.data.dataset import PreparedDataset
 from llmrec.generation.recommend import recommend
 from llmrec.indexing.build import IndexBuildConfig, build_index
-from llmrec.models.resolve import resolve_model
+from llmrec.hub.resolve import resolve_model
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
 
 

@@ -36,7 +36,7 @@ COMMANDS = {
         "ask any LLM endpoint (or local model) for recommendations -> the same report as eval rank",
     ),
     ("eval", "compare"): ("llmrec.evaluation.compare", "paired significance test between two report folders"),
-    ("models", "fetch"): ("llmrec.models.resolve", "resolve models by name (embedded defaults) and print their paths"),
+    ("models", "fetch"): ("llmrec.hub.resolve", "resolve models by name (embedded defaults) and print their paths"),
 }
 
 

@@ -133,7 +133,7 @@ def toy_dataset(recbole_dir, tmp_path):
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from llmrec.models.resolve import resolve_model
+    from llmrec.hub.resolve import resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
 

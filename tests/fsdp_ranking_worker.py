@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 
 from llmrec.generation.ranking import model_rankings
 from llmrec.indexing.trie import ItemTrie
-from llmrec.models.resolve import resolve_model
+from llmrec.hub.resolve import resolve_model
 from llmrec.training.callbacks import rank_on_every_process
 
 sys.path.insert(0, str(Path(__file__).parent))

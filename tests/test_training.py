@@ -41,39 +41,13 @@ LORA = ("--use_peft", "--lora_r", "4")
 
 
 def argv(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--data",
-        str(root / "ds"),
-        "--index",
-        str(root / "index"),
-        "--model_name_or_path",
-        str(root / "tiny"),
-        "--output_dir",
-        str(out),
-        "--max_steps",
-        "3",
-        "--per_device_train_batch_size",
-        "4",
-        "--learning_rate",
-        "1e-2",
-        "--logging_steps",
-        "1",
-        "--save_strategy",
-        "no",
-        "--report_to",
-        "none",
-        "--gradient_checkpointing",
-        "false",
-        "--ranking_eval_users",
-        "4",
-        "--ranking_k",
-        "3",
-        "--max_history",
-        "3",
-        "--dtype",
-        "float32",
-        *extra,
-    ]
+    """Flags of a 3-step tiny run. fp32 (--bf16 false): pinned losses and the rank-count comparisons must not
+    depend on whether this CPU has native bf16."""
+    return ["--data", str(root / "ds"), "--index", str(root / "index"), "--model_name_or_path", str(root / "tiny"),
+            "--output_dir", str(out), "--max_steps", "3", "--per_device_train_batch_size", "4", "--learning_rate",
+            "1e-2", "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
+            "--gradient_checkpointing", "false", "--ranking_eval_users", "4", "--ranking_k", "3", "--max_history",
+            "3", "--dtype", "float32", "--bf16", "false", *extra]
 
 
 def parse(args: list[str]):
@@ -242,8 +216,6 @@ def test_seeded_losses_match_pinned_values(setup, tmp_path, tuning):
                 setup,
                 tmp_path / "out",
                 *extra,
-                "--bf16",
-                "false",
                 "--final_eval",
                 "false",
                 "--ranking_eval_at_start",

@@ -198,7 +198,7 @@ def _free_port():
 def test_end_to_end_against_transformers_serve(ml100k, tmp_path):
     """The embedded SmolLM2-135M-Instruct behind `transformers serve` on 127.0.0.1, a few ml-100k users."""
     from llmrec.data import PrepareConfig, PreparedDataset, prepare
-    from llmrec.models.resolve import resolve_model
+    from llmrec.hub.resolve import resolve_model
 
     prepare(PrepareConfig(output=str(tmp_path / "ml"), dataset="ml-100k"))
     model, port = resolve_model("smollm2-135m"), _free_port()

@@ -32,7 +32,7 @@ from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData
 from llmrec.collab.text_init import catalog_text_vectors, centred_unit_rows, pca_init
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
 
 # Per-model defaults for the options left unset (None): what converged best on ml-100k's validation split.
@@ -90,12 +90,8 @@ def build_model(config: CollabConfig, data: CollabData) -> CollabModel:
 
 
 def check_config(config: CollabConfig) -> None:
-    positive = {"dim": config.dim, "max_len": config.max_len, "n_layers": config.n_layers, "epochs": config.epochs,
-                "patience": config.patience, "eval_k": config.eval_k, "n_heads": config.n_heads}
-    positive.update({k: v for k, v in (("batch_size", config.batch_size), ("lr", config.lr)) if v is not None})
-    for name, value in positive.items():
-        if value <= 0:
-            raise LlmrecError(f"--{name} must be positive, got {value}")
+    check_at_least(config, {}, positive=("dim", "max_len", "n_layers", "epochs", "patience", "eval_k", "n_heads",
+                                         "batch_size", "lr"))
     if config.model == "sasrec" and config.dim % config.n_heads:
         raise LlmrecError(f"--dim {config.dim} must be divisible by --n_heads {config.n_heads}")
     if not 0 <= config.dropout < 1:
@@ -112,17 +108,13 @@ def check_config(config: CollabConfig) -> None:
 def save_state(folder: Path, model: CollabModel, best: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                state: dict[str, Any]) -> None:
     """Weights, best weights and Adam's moments as safetensors, counters as JSON (no pickle), then renamed."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    save_file(best, tmp / "best.safetensors")
     opt = optimizer.state_dict()
-    save_file({f"{p}.{k}": v for p, s in opt["state"].items() for k, v in s.items()}, tmp / "optimizer.safetensors")
-    write_json(tmp / "state.json", {**state, "param_groups": opt["param_groups"]})
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_dir(folder, overwrite=True) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+        save_file(best, tmp / "best.safetensors")
+        save_file({f"{p}.{k}": v for p, s in opt["state"].items() for k, v in s.items()},
+                  tmp / "optimizer.safetensors")
+        write_json(tmp / "state.json", {**state, "param_groups": opt["param_groups"]})
 
 
 def load_state(folder: Path, model: CollabModel, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

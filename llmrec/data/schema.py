@@ -72,6 +72,12 @@ def split_title_year(titles: pa.ChunkedArray | pa.Array) -> tuple[pa.ChunkedArra
     return pc.if_else(pc.is_null(bare), titles, bare), year
 
 
+def title_with_year(title: str, year: int | None) -> str:
+    """How an item is named to a model or a person: `Toy Story (1995)`, or the bare title without a year
+    (the inverse of `split_title_year`)."""
+    return f"{title} ({year})" if year else title
+
+
 def split_list(values: pa.ChunkedArray | pa.Array, sep: str) -> pa.ListArray:
     """`Action|Comedy` -> [`Action`, `Comedy`]; empty parts and null or empty strings give no entries."""
     if isinstance(values, pa.ChunkedArray):

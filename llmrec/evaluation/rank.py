@@ -169,9 +169,10 @@ def check_users_overlap(
 ) -> None:
     """Refuse rankings that name no user being scored: they would average to 0.0000 as if a model had
     failed, when the file is empty or was made for another dataset."""
-    source = config.rankings or "rankings"
+    source = config.rankings or config.checkpoint or "rankings"
     if not by_user:
-        raise DataError(source, "no rankings in it (an empty file?)")
+        raise DataError(source, "no rankings in it (an empty file?)" if config.rankings else
+                        f"ranked no user of the {config.split} split")
     if not any(user in truth for user in by_user):
         first = next(iter(by_user))
         raise DataError(

@@ -120,7 +120,7 @@ class TransformersChat(ChatBackend):
     name = "hf"
 
     def __init__(self, model: str, batch_size: int = 8) -> None:
-        from llmrec.models.resolve import resolve_model
+        from llmrec.hub.resolve import resolve_model
 
         self.path = resolve_model(model)
         self.model, self.endpoint, self.batch_size, self.lm = model, f"hf:{self.path}", batch_size, None
@@ -128,13 +128,13 @@ class TransformersChat(ChatBackend):
     def complete(self, conversations: Sequence[Conversation], settings: GenerationSettings,
                  on_answer: OnAnswer) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from llmrec.generation.recommend import pick_device
+        from llmrec.hub.load import load_for_inference
 
         if conversations and self.lm is None:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
-            self.lm = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).to(pick_device()).eval()
+            self.lm = load_for_inference(self.path)
         for start in range(0, len(conversations), self.batch_size):
             texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                      for c in conversations[start : start + self.batch_size]]
@@ -162,7 +162,7 @@ class VLLMChat(ChatBackend):
             import vllm  # noqa: F401
         except ImportError:
             raise LlmrecError("--backend vllm needs vLLM: pip install 'llmrec[gpu]' (CUDA machines)") from None
-        from llmrec.models.resolve import resolve_model
+        from llmrec.hub.resolve import resolve_model
 
         self.path, self.engine_args, self.llm = resolve_model(model), engine_args, None
         self.model, self.endpoint = model, f"vllm:{self.path}"

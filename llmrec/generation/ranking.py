@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.data.dataset import PreparedDataset
-from llmrec.evaluation.rank import Evaluation, RankEvalConfig, evaluate
+from llmrec.evaluation.rank import RankEvalConfig
 from llmrec.evaluation.sampling import sample_rows
 from llmrec.generation.recommend import recommend
 from llmrec.indexing.item_index import ItemIndex
@@ -25,21 +25,6 @@ def model_rankings(
         {"user_id": u, "ranked_items": r, "scores": s, "target_item_id": t}
         for u, r, s, t in zip(rows["user_id"], ranked, scores, rows["target_item_id"])
     ]
-
-
-def evaluate_model(
-    model: Any,
-    tokenizer: Any,
-    trie: ItemTrie,
-    dataset: PreparedDataset,
-    rows: Any,
-    config: RankEvalConfig,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> Evaluation:
-    """Rank for every row's user and score against the split (only those users when rows are a sample)."""
-    records = model_rankings(model, tokenizer, trie, rows, max(config.ks), batch_size, progress)
-    return evaluate(dataset, records, config, users=set(rows["user_id"]))
 
 
 def checkpoint_rows(
@@ -63,23 +48,16 @@ def checkpoint_rows(
 
 def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> list[dict[str, Any]]:
     """Load a recipes/sft.py output folder and rank items for the users of `config.split` (`checkpoint_rows`)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from llmrec.artifacts import read_json
-    from llmrec.generation.recommend import pick_device
+    from llmrec.hub.load import load_for_inference
 
     folder = Path(config.checkpoint)
     settings = read_json(folder / "llmrec.json")
     index = ItemIndex.load(folder / "item_index")
     index.check_dataset(dataset.items, config.data)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    if (folder / "adapter_config.json").exists():
-        from peft import AutoPeftModelForCausalLM
-
-        model = AutoPeftModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    model.to(pick_device())
+    model = load_for_inference(folder)
     rows = checkpoint_rows(settings, config, dataset, index, tokenizer)
     return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size)

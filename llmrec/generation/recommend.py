@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from llmrec.generation.beam import trie_beam_search
@@ -40,7 +39,3 @@ def recommend(
         tokenizer.padding_side = side
         model.train(was_training)
     return ranked, scores
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from llmrec.data.schema import title_with_year
+
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 _TRAILING_ARTICLE = re.compile(r"^(.*),\s*(the|a|an|il|la|le|les|el|das|der|die)$", re.IGNORECASE)
 _LEADING_ARTICLE = re.compile(r"^(the|a|an) ")
@@ -54,12 +56,12 @@ class TitleGrounder:
         for i, norm in enumerate(self.normalized):
             self.exact[norm].append(i)
         self.fuzzy_cutoff, self.gamma = fuzzy_cutoff, gamma
-        self.texts = [t if y is None else f"{t} ({y})" for t, y in zip(titles, years)]
+        self.texts = [title_with_year(t, y) for t, y in zip(titles, years)]
         self.encoder, self._item_emb = None, None
         if encoder is not None:
             from sentence_transformers import SentenceTransformer
 
-            from llmrec.models import resolve_model
+            from llmrec.hub import resolve_model
 
             self.encoder = SentenceTransformer(resolve_model(encoder), device="cpu")
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.errors import check_at_least
 from llmrec.indexing import p5
 from llmrec.indexing.embeddings import DEFAULT_TEXT_TEMPLATE, embed_texts, item_texts
 from llmrec.indexing.item_index import ItemIndex, catalog_fingerprint, code_tokens
@@ -57,12 +57,8 @@ class IndexBuildConfig:
 
     def __post_init__(self) -> None:
         # Out-of-range sizes would otherwise fail deep inside k-means, torch or a recursion, as a traceback.
-        at_least = {"levels": 1, "codebook_size": 1, "epochs": 0, "batch_size": 1, "latent_dim": 1, "n_clusters": 2}
-        for name, low in at_least.items():
-            if getattr(self, name) < low:
-                raise LlmrecError(f"--{name} must be at least {low}, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise LlmrecError(f"--lr must be positive, got {self.lr}")
+        check_at_least(self, {"levels": 1, "codebook_size": 1, "epochs": 0, "batch_size": 1, "latent_dim": 1,
+                              "n_clusters": 2}, positive=("lr",))
 
 
 def build_index(config: IndexBuildConfig, dataset: PreparedDataset | None = None) -> ItemIndex:

@@ -7,19 +7,16 @@ the items whose text changed). Written atomically; nothing is pickled.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from safetensors.numpy import load_file, save_file
 
-from llmrec.artifacts import cache_dir
+from llmrec.artifacts import atomic_path, cache_dir
 from llmrec.errors import LlmrecError
-from llmrec.models.resolve import resolve_model
+from llmrec.hub.resolve import resolve_model
 from llmrec.templating import compile_template
 
 DEFAULT_TEXT_TEMPLATE = (
@@ -60,7 +57,9 @@ def embed_texts(texts: list[str], model: str = "all-minilm-l6-v2", batch_size: i
     if missing:
         from sentence_transformers import SentenceTransformer
 
-        encoder = SentenceTransformer(path, device="cpu" if not _cuda() else None)
+        from llmrec.hardware import pick_device
+
+        encoder = SentenceTransformer(path, device=str(pick_device()))
         new = encoder.encode(
             [t for _, t in missing], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
         ).astype(np.float32)  # (M, D)
@@ -72,19 +71,6 @@ def embed_texts(texts: list[str], model: str = "all-minilm-l6-v2", batch_size: i
     return vecs[[row[d] for d in digests]]
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _save_atomic(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)

@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from sklearn.cluster import SpectralClustering
 
+from llmrec.data.schema import title_with_year
+
 DENSE_MAX = 20_000  # items; a dense float64 affinity of this size takes 3.2 GB
 
 
@@ -88,7 +90,7 @@ def title_strings(items: pa.Table) -> tuple[list[str], float]:
     years = items["year"].to_pylist() if "year" in items.column_names else [None] * len(titles)
     out, seen = [], {}
     for title, year in zip(titles, years):
-        text = f"{title} ({year})" if year else title
+        text = title_with_year(title, year)
         seen[text] = seen.get(text, 0) + 1
         out.append(text if seen[text] == 1 else f"{text} #{seen[text]}")
     return out, 1.0 - len(seen) / max(len(titles), 1)

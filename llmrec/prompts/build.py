@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from llmrec.artifacts import cache_dir
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, check_at_least
 from llmrec.indexing.embeddings import item_texts
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.indexing.p5 import title_strings
@@ -85,10 +85,8 @@ class PromptBuildConfig:
 
 def check_sizes(config: PromptBuildConfig) -> None:
     """Counts below their minimum would build nonsense rows (a negative history slice) or fail deep inside."""
-    at_least = {"max_history": 1, "min_history": 0, "n_candidates": 1, "n_negatives": 1, "k": 1, "num_proc": 1}
-    for name, low in at_least.items():
-        if getattr(config, name) < low:
-            raise LlmrecError(f"--{name} must be at least {low}, got {getattr(config, name)}")
+    check_at_least(config, {"max_history": 1, "min_history": 0, "n_candidates": 1, "n_negatives": 1, "k": 1,
+                            "num_proc": 1})
 
 
 def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | None = None,
@@ -123,7 +121,7 @@ def build_prompt_datasets(config: PromptBuildConfig, dataset: PreparedDataset | 
             raise LlmrecError("--max_prompt_tokens needs --tokenizer")
         from transformers import AutoTokenizer
 
-        from llmrec.models.resolve import resolve_model
+        from llmrec.hub.resolve import resolve_model
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer))
     context = make_context(ds, index, config)

@@ -10,7 +10,8 @@ import numpy as np
 
 from llmrec.artifacts import write_jsonl
 from llmrec.data.dataset import PreparedDataset
-from llmrec.evaluation.rank import Evaluation, RankEvalConfig, evaluate
+from llmrec.evaluation.rank import RankEvalConfig, evaluate
+from llmrec.evaluation.result import Evaluation
 from llmrec.evaluation.stats import paired_permutation_test
 from llmrec.rerank.fusion import choose_lambda, fuse
 from llmrec.rerank.rows import RerankRow

@@ -23,13 +23,21 @@ from llmrec.artifacts import read_json, write_json
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
+from llmrec.hardware import choose_bf16, pick_device
+from llmrec.hub.load import load_for_inference
+from llmrec.hub.resolve import resolve_model
 from llmrec.indexing.p5 import title_strings
-from llmrec.models.resolve import resolve_model
-from llmrec.rerank.evaluate import (candidate_orders, compare_orders, llm_scores, pick_lambda, summary, tokenize_rows,
-                                    write_orders)
+from llmrec.rerank.evaluate import (
+    candidate_orders,
+    compare_orders,
+    llm_scores,
+    pick_lambda,
+    summary,
+    tokenize_rows,
+    write_orders,
+)
 from llmrec.rerank.rows import eval_rows, train_rows
 from llmrec.rerank.verbalizer import left_pad, letter_ids, letter_logits
-from llmrec.training.config import choose_bf16
 from llmrec.training.sft import check_output_dir, resume_checkpoint
 
 
@@ -61,8 +69,8 @@ class RerankConfig(TrainingArguments):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: where the hardware has it)."})
 
     def __post_init__(self) -> None:
-        self.bf16, on_cpu = choose_bf16(self.bf16)
-        self.use_cpu = self.use_cpu or on_cpu
+        self.bf16, use_cpu = choose_bf16(self.bf16)
+        self.use_cpu = self.use_cpu or use_cpu
         super().__post_init__()
 
 
@@ -94,7 +102,7 @@ class RerankTrainer(Trainer):
 def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> dict[str, Any]:
     """Train (unless --eval_only), save, then score valid/test, choose lambda and compare the four orders."""
     import datasets
-    from peft import AutoPeftModelForCausalLM, get_peft_model
+    from peft import get_peft_model
 
     check_output_dir(args.output_dir)
     out = Path(args.output_dir)
@@ -113,8 +121,7 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
         if not (out / "adapter_config.json").exists() and not (out / "config.json").exists():
             raise LlmrecError(f"{out}: no trained re-ranker to score (--eval_only)")
         result.update(previous_training(out))
-        loader = AutoPeftModelForCausalLM if (out / "adapter_config.json").exists() else AutoModelForCausalLM
-        scorer = loader.from_pretrained(out, dtype=torch.float32)
+        scorer = load_for_inference(out)
     else:
         set_seed(args.seed)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -137,7 +144,7 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
     scorer.eval()
     start = time.perf_counter()
     # Scoring runs under the same bf16 autocast as training (2.8x the fp32 speed on an AVX512-BF16 CPU).
-    with torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
+    with torch.autocast(pick_device().type, dtype=torch.bfloat16, enabled=bool(args.bf16)):
         valid_llm = llm_scores(scorer, tokenizer, valid, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
         test_llm = llm_scores(scorer, tokenizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
     lam, by_lambda = pick_lambda(valid, valid_llm, r.lambdas)

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from llmrec.indexing.item_index import ItemIndex
-from llmrec.models.resolve import resolve_model
+from llmrec.hub.resolve import resolve_model
 from llmrec.training.config import RecArguments
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +21,9 @@ from trl import ModelConfig, SFTTrainer
 
 from llmrec.artifacts import write_json
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.sampling import sample_rows
+from llmrec.hardware import use_every_core
 from llmrec.indexing.build import IndexBuildConfig, build_index
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
@@ -63,9 +63,7 @@ def resume_checkpoint(args: RecSFTConfig) -> str | None:
 
 def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig, margs: ModelConfig) -> dict[str, Any]:
     check_output_dir(args.output_dir)
-    for name in ("ranking_k", "ranking_eval_users", "ranking_batch_size"):
-        if getattr(rec, name) < 1:
-            raise LlmrecError(f"--{name} must be at least 1, got {getattr(rec, name)}")
+    check_at_least(rec, {"ranking_k": 1, "ranking_eval_users": 1, "ranking_batch_size": 1})
     if margs.use_peft and rec.train_new_tokens and args.weight_decay > 0:
         raise LlmrecError(
             "weight_decay > 0 with LoRA would decay every embedding row while the item tokens train; "
@@ -73,6 +71,7 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
         )
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)
+    threads = use_every_core()
     set_seed(args.seed)  # new embedding rows and LoRA weights start the same in every run and on every rank
     model, tokenizer, peft_config = load_for_training(margs, rec, index)
     splits = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
@@ -105,6 +104,8 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
         "train_rows": len(splits["train"]),
         "resumed_from": checkpoint,
         "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
+        "threads": threads,
+        "bf16": bool(args.bf16),
         "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e],
     }
     if rec.final_eval:  # on every rank: a sharded model (FSDP, ZeRO-3) needs them all for each forward pass
@@ -114,9 +115,7 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
     result["ranking_evals"] = ranking.history
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
-        if (out / "item_index").exists():
-            shutil.rmtree(out / "item_index")
-        index.save(out / "item_index")
+        index.save(out / "item_index", overwrite=True)
         write_json(
             out / "llmrec.json",
             {

@@ -22,7 +22,7 @@ import numpy as np
 
 from llmrec.artifacts import atomic_dir, cache_dir, provenance, write_json
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.metrics import rating_errors
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line, save_report
 from llmrec.evaluation.stats import bootstrap_ci
@@ -112,9 +112,8 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
     ks = sorted(k for k in c.ks if k <= c.k)
     if not ks or c.k <= 0:
         raise LlmrecError(f"--ks needs a cut-off <= --k {c.k}")
-    for name in ("n_bootstrap", "concurrency", "batch_size", "max_tokens", "timeout"):  # checked before any request
-        if getattr(c, name) <= 0:
-            raise LlmrecError(f"--{name} must be positive, got {getattr(c, name)}")
+    # Checked before any request.
+    check_at_least(c, {}, positive=("n_bootstrap", "concurrency", "batch_size", "max_tokens", "timeout"))
     dataset = PreparedDataset.load(c.data)
     family = load_family(c.family or DEFAULT_FAMILY[c.scenario])
     template = pick_template(dataset, c.scenario, family, c.template)

@@ -13,14 +13,11 @@ that we deliberately do not install.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmrec.artifacts import cache_dir, read_json, write_json
+from llmrec.artifacts import atomic_dir, cache_dir, read_json, write_json
 from llmrec.errors import LlmrecError
 
 
@@ -73,16 +70,10 @@ def _converted(name: str, gguf: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}."))
-    try:
+    with atomic_dir(folder, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "llmrec_source.json", stamp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -1,4 +1,5 @@
-"""The model resolver: embedded defaults by name, offline; anything else passes through."""
+"""The model resolver (embedded defaults by name, offline; anything else passes through) and the loader for
+inference (plain and adapter folders)."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from llmrec.errors import LlmrecError
-from llmrec.models.resolve import EMBEDDED, package_path, resolve_model
+from llmrec.hub.resolve import EMBEDDED, package_path, resolve_model
 
 
 def test_hub_ids_and_paths_pass_through(tmp_path):
@@ -45,3 +46,32 @@ def test_smollm2_converted_folder_matches_the_gguf():
         ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)(ids).logits
     assert ours.shape == (1, ids.shape[1], 49152)
     torch.testing.assert_close(ours, ref)
+
+
+def test_an_adapter_folder_loads_with_its_base_merged_or_not(tmp_path):
+    """Checkpoint ranking, the chat backend and the re-ranker share one loader: an adapter folder gives the
+    base with the adapter applied, and merging changes speed, not outputs."""
+    from conftest import tiny_model
+    from peft import LoraConfig, get_peft_model
+
+    from llmrec.hub.load import load_for_inference
+
+    base = tiny_model(64)
+    base.save_pretrained(tmp_path / "base")
+    ids = torch.tensor([[3, 5, 7, 9]])
+    with torch.no_grad():
+        base_logits = base(ids).logits
+    # init_lora_weights=False: B starts non-zero, so the adapter changes the outputs from the first step.
+    lora = get_peft_model(tiny_model(64), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.peft_config["default"].base_model_name_or_path = str(tmp_path / "base")
+    lora.save_pretrained(tmp_path / "adapter")
+    with torch.no_grad():
+        adapted = lora(ids).logits
+        unmerged = load_for_inference(tmp_path / "adapter")(ids).logits
+        merged = load_for_inference(tmp_path / "adapter", merge=True)
+        merged_logits = merged(ids).logits
+    assert not torch.allclose(adapted, base_logits, atol=1e-3)
+    torch.testing.assert_close(unmerged, adapted)
+    torch.testing.assert_close(merged_logits, adapted, atol=1e-5, rtol=1e-5)
+    assert not hasattr(merged, "peft_config") and not merged.training
+    torch.testing.assert_close(load_for_inference(tmp_path / "base")(ids).logits, base_logits)

@@ -1,0 +1,51 @@
+"""Which device and precision a run gets, decided in one place so training, scoring and generation agree."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def pick_device() -> torch.device:
+    """The CUDA GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def choose_bf16(bf16: bool | None) -> tuple[bool, bool]:
+    """-> (bf16, use_cpu) for a Trainer: bf16 when asked, or when unset and the hardware has it (a CUDA GPU,
+    or a CPU with native bf16). use_cpu is needed where transformers would otherwise find no device: bf16 on
+    a machine without CUDA, and CPU ranks started by a launcher (accelerate's multi-process launcher does
+    not pass its config's `use_cpu` on, so each rank would train alone on all the data)."""
+    cuda = torch.cuda.is_available()
+    if bf16 is None:
+        bf16 = bool(cuda and torch.cuda.is_bf16_supported()) or (not cuda and cpu_has_bf16())
+    return bf16, (bf16 and not cuda) or launched_ranks_without_accelerator()
+
+
+def launched_ranks_without_accelerator() -> bool:
+    """Whether a launcher started several ranks (WORLD_SIZE > 1) on a machine with no GPU or other accelerator."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; older: CUDA is the only one we check
+    present = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not present
+
+
+def use_every_core() -> int:
+    """A single CPU process gets every core it may run on; -> the thread count.
+
+    `accelerate launch` sets OMP_NUM_THREADS=1 for every process it starts, which is right for several ranks
+    sharing a machine and wrong for one process (half the speed on 2 cores, measured). Several ranks, or a
+    GPU run, keep the launcher's setting."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not torch.cuda.is_available():
+        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    return torch.get_num_threads()
