@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmrec.artifacts import read_json, write_json
 from llmrec.evaluation.compare import compare_reports
 
@@ -119,6 +121,20 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "command": " && ".join(shlex.join(["llmrec", *c]) for c in ([train_cmd] if row.train else []) + [eval_cmd])}
 
 
+def other_seeds(row: Row, entry: dict[str, Any], seeds: list[int], args: argparse.Namespace, root: Path) -> None:
+    """Retrain a classic-model row with more seeds, in place: one seed's paired test says nothing about
+    training noise, the spread over seeds does. Adds {seed: {ndcg@10, recall@10}} under `seeds`."""
+    llmrec, log = [sys.executable, "-m", "llmrec.cli"], root / "bench.log"
+    done = entry.setdefault("seeds", {"0": {m: value(entry[m]) for m in ("ndcg@10", "recall@10")}})
+    for seed in (s for s in seeds if str(s) not in done):
+        out, report = root / f"{row.name}-seed{seed}", root / "reports" / f"{row.name}-seed{seed}"
+        run_measured(llmrec + fill(row.train, out, args.data, root) + ["--seed", str(seed)], log)
+        run_measured(llmrec + ["eval", "rank", "--data", args.data, "--checkpoint", str(out), "--output",
+                               str(report), "--overwrite"], log)
+        metrics = read_json(report / "metrics.json")
+        done[str(seed)] = {m: value(metrics[m]) for m in ("ndcg@10", "recall@10")}
+
+
 def row_folder(row: Row) -> str:
     """Rows that read one training run's different outputs share its folder."""
     return "rerank-smollm2" if row.train == RERANK else row.name
@@ -134,11 +150,11 @@ def paired_tests(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if r["kind"] != "llm":
             continue
-        r["best_classic"] = best["name"]
-        r["p_vs_best_classic"] = compare_reports(best["report"], r["report"], ["ndcg@10"])["ndcg@10"]["p_value"]
+        test = compare_reports(best["report"], r["report"], ["ndcg@10"])["ndcg@10"]
+        r.update(best_classic=best["name"], diff_vs_best_classic=test["diff"], p_vs_best_classic=test["p_value"])
         if r["retriever"] in by_name:
-            r["p_vs_retriever"] = compare_reports(by_name[r["retriever"]]["report"], r["report"],
-                                                  ["ndcg@10"])["ndcg@10"]["p_value"]
+            test = compare_reports(by_name[r["retriever"]]["report"], r["report"], ["ndcg@10"])["ndcg@10"]
+            r.update(diff_vs_retriever=test["diff"], p_vs_retriever=test["p_value"])
 
 
 def value(metric: dict[str, Any] | float) -> float:
@@ -148,15 +164,18 @@ def value(metric: dict[str, Any] | float) -> float:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = ["row", "kind", "NDCG@10 [95% CI]", "Recall@10", "NDCG@20", "MRR@10", "cov@10", "train s", "score s",
-            "peak MiB", "p vs best classic"]
+            "peak MiB", "NDCG@10 vs best classic (two-sided p)", "NDCG@10 over seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         n = r["ndcg@10"]
-        p = f"{r['p_vs_best_classic']:.4f} ({r['best_classic']})" if "p_vs_best_classic" in r else "-"
+        p = (f"{r['diff_vs_best_classic']:+.4f} vs {r['best_classic']} (p {r['p_vs_best_classic']:.4f})"
+             if "p_vs_best_classic" in r else "-")
+        runs = [s["ndcg@10"] for s in r.get("seeds", {}).values()]
+        seeds = f"{np.mean(runs):.4f} ± {np.std(runs, ddof=1):.4f} ({len(runs)} seeds)" if len(runs) > 1 else "-"
         lines.append(f"| {r['name']} | {r['kind']} | {n['value']:.4f} [{n['ci95'][0]:.4f}, {n['ci95'][1]:.4f}] | "
                      f"{value(r['recall@10']):.4f} | {value(r['ndcg@20']):.4f} | {value(r['mrr@10']):.4f} | "
                      f"{value(r['coverage@10']):.4f} | {r['train_seconds']:g} | {r['score_seconds']:g} | "
-                     f"{r['peak_mib']} | {p} |")
+                     f"{r['peak_mib']} | {p} | {seeds} |")
     lines += ["", "Rows: " + "; ".join(f"**{r['name']}**: {r['what']}" for r in rows) + ".", "",
               "Each row's commands (train, then `llmrec eval rank`) are its `command` in quality.json."]
     return "\n".join(lines) + "\n"
@@ -169,6 +188,8 @@ def main() -> None:
     parser.add_argument("--rows", default=None, help="Comma-separated row names (default: all, in order).")
     parser.add_argument("--full", action="store_true", help="GPU budgets (the re-ranker trains on 20k rows).")
     parser.add_argument("--publish", default=None, help="Also copy quality.json/.md into this folder.")
+    parser.add_argument("--seeds", default="", help="Comma-separated extra seeds for the chosen collab rows "
+                        "(training noise: NDCG@10 mean and spread over seeds in the table).")
     args = parser.parse_args()
     names = args.rows.split(",") if args.rows else [r.name for r in ROWS]
     unknown = sorted(set(names) - {r.name for r in ROWS})
@@ -181,6 +202,11 @@ def main() -> None:
         if row.name in names and not saved.exists():
             print(f"[quality] {row.name} ...", flush=True)
             write_json(saved, measure(row, args, root))
+        if row.name in names and args.seeds and row.train[:2] == ["train", "collab"]:
+            print(f"[quality] {row.name} seeds {args.seeds} ...", flush=True)
+            entry = read_json(saved)
+            other_seeds(row, entry, [int(s) for s in args.seeds.split(",")], args, root)
+            write_json(saved, entry)
     rows = [read_json(root / "rows" / f"{r.name}.json") for r in ROWS if (root / "rows" / f"{r.name}.json").exists()]
     paired_tests(rows)
     table = markdown(rows)
