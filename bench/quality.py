@@ -10,7 +10,7 @@ LLM rows carry a paired test (sign-flip permutation on per-user NDCG@10) against
 the same run and against their own retriever. Budgets: the configs' own (at most ~60 minutes of training
 per row on 2 CPU cores); --full raises the re-ranker's training rows for GPU users.
 
-python bench/quality.py [--rows sasrec,ease] [--full] [--out runs/quality] [--publish bench/results]
+python bench/quality.py [--rows sasrec,ease] [--seeds 1,2] [--full] [--out runs/quality] [--publish bench/results]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ ROWS = [
         what="collective EASE with MiniLM item-text vectors (L3AE-style)"),
     Row("ease+smollm2", "llm", collab("ease.yaml", "--text_encoder", "smollm2-135m"),
         what="collective EASE with SmolLM2 mean-pooled item-text vectors"),
-    Row("sasrec+minilm-init", "llm", collab("sasrec.yaml", "--text_encoder", "all-minilm-l6-v2"),
+    Row("sasrec+minilm-init", "llm", collab("sasrec-minilm-init.yaml"),
         what="SASRec, item embeddings from PCA of MiniLM vectors (LLMInit)"),
     Row("sasrec+smollm2-init", "llm", collab("sasrec.yaml", "--text_encoder", "smollm2-135m"),
         what="SASRec, item embeddings from PCA of SmolLM2 vectors (LLMInit)"),
