@@ -75,3 +75,21 @@ def test_an_adapter_folder_loads_with_its_base_merged_or_not(tmp_path):
     torch.testing.assert_close(merged_logits, adapted, atol=1e-5, rtol=1e-5)
     assert not hasattr(merged, "peft_config") and not merged.training
     torch.testing.assert_close(load_for_inference(tmp_path / "base")(ids).logits, base_logits)
+
+
+def test_the_same_gguf_in_another_virtualenv_reuses_the_converted_folder(tmp_path, capsys):
+    """Two installs of one release share the cache: no second conversion replacing the folder under readers."""
+    import shutil
+
+    from llmrec.hub.resolve import _converted
+
+    folder = Path(resolve_model("smollm2-135m"))
+    spec = EMBEDDED["smollm2-135m"]
+    other = tmp_path / "other-venv" / spec.relpath
+    other.parent.mkdir()
+    shutil.copyfile(package_path(spec.module, spec.pip_name) / spec.relpath, other)
+    before = (folder / "llmrec_source.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert _converted("smollm2-135m", other) == folder
+    assert "converting" not in capsys.readouterr().err
+    assert (folder / "llmrec_source.json").stat().st_mtime_ns == before

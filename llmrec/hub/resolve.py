@@ -55,10 +55,21 @@ def resolve_model(name_or_path: str) -> str:
     return str(_converted(name_or_path.lower(), source))
 
 
+def _release(pip_name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pip_name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _converted(name: str, gguf: Path) -> Path:
     """Dequantize the GGUF once into `<cache>/models/<name>` (safetensors + tokenizer), atomically."""
     folder = cache_dir("models") / name
-    stamp = {"gguf": str(gguf), "size": gguf.stat().st_size}
+    # The file, not where it is installed: every virtualenv with the same package release shares one folder
+    # (a path in the stamp made each venv reconvert it, replacing the folder under the other's readers).
+    stamp = {"gguf": gguf.name, "size": gguf.stat().st_size, "package": _release(EMBEDDED[name].pip_name)}
     if (folder / "llmrec_source.json").exists() and read_json(folder / "llmrec_source.json") == stamp:
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
