@@ -194,6 +194,8 @@ def test_several_families_skip_and_count_those_the_data_cannot_fill(implicit_dat
     assert "nan" not in text and "None" not in text
     with pytest.raises(LlmrecError, match="--eval_template zs-1 needs ratings"):
         build(implicit_dataset, families=["zeroshot"], eval_template="zs-1")
+    with pytest.raises(LlmrecError, match="--eval_template rate-1 belongs to the rating family, which needs ratings"):
+        build(implicit_dataset, families=["rating", "sequential"], eval_template="rate-1")
 
 
 def test_explanation_family_writes_the_reviews_of_prepared_amazon_data(tmp_path):

@@ -162,7 +162,10 @@ def fit_families(families: list[Family], ds: PreparedDataset,
         fam = families[fillable.index(False)]
         raise LlmrecError(f"{ds.path}: the {fam.name} family {needs_none(fam.lacking(provided))}; choose "
                           "families it can fill, such as sequential or candidates")
-    if eval_template and fillable[0] and not any(t.id == eval_template for t in fitted[0].templates):
+    if eval_template and not fillable[0]:  # the held-out splits render with the first family's template
+        raise LlmrecError(f"{ds.path}: --eval_template {eval_template} belongs to the {families[0].name} family, "
+                          f"which {needs_none(families[0].lacking(provided))}")
+    if eval_template and not any(t.id == eval_template for t in fitted[0].templates):
         template = next((t for t in families[0].templates if t.id == eval_template), None)
         if template is not None:
             raise LlmrecError(f"{ds.path}: --eval_template {eval_template} {needs_none(template.needs - provided)}; "
