@@ -30,6 +30,14 @@ def binary_matrix(rows: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     return x
 
 
+def grams(train: list[np.ndarray], n_items: int, side: np.ndarray | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(N, N) float64 X^T X of the training users' binary rows, and S S^T of the side information (or None)."""
+    x = binary_matrix(train, n_items)
+    s = None if side is None else torch.from_numpy(side).double()  # (N, E)
+    return torch.from_numpy((x.T @ x).toarray()), None if s is None else s @ s.T
+
+
 class EASE(CollabModel):
     kind = "ease"
     trains_by_gradient = False
@@ -44,11 +52,11 @@ class EASE(CollabModel):
 
     def fit(self, train: list[np.ndarray], side: np.ndarray | None = None) -> EASE:
         """`side`: (N, E) item side information, weighted by `side_weight` (0 or None: plain EASE)."""
-        x = binary_matrix(train, self.n_items)
-        gram = torch.from_numpy((x.T @ x).toarray())  # (N, N) float64
-        if side is not None and self.side_weight:
-            s = torch.from_numpy(side).double()  # (N, E)
-            gram += self.side_weight * (s @ s.T)
+        return self.fit_grams(*grams(train, self.n_items, side))
+
+    def fit_grams(self, xtx: torch.Tensor, sst: torch.Tensor | None = None) -> EASE:
+        """From X^T X and S S^T (`grams`), so a grid over lambda and alpha computes them once."""
+        gram = xtx + self.side_weight * sst if sst is not None and self.side_weight else xtx.clone()  # (N, N)
         gram.diagonal().add_(self.lam)
         p = torch.linalg.inv(gram)
         b = -p / p.diagonal()[None, :]  # column j divided by P_jj

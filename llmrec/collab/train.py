@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,13 +25,14 @@ from llmrec.artifacts import atomic_dir, provenance, read_json, write_json
 from llmrec.collab.base import CollabModel
 from llmrec.collab.bpr import BPR
 from llmrec.collab.candidates import write_candidates
-from llmrec.collab.ease import EASE
+from llmrec.collab.ease import EASE, grams
 from llmrec.collab.rank import ndcg_at_k, split_records
 from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData
 from llmrec.collab.text_init import catalog_text_vectors, centred_unit_rows, pca_init
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError, check_at_least
+from llmrec.hardware import use_every_core
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
 
 # Per-model defaults for the options left unset (None): what converged best on ml-100k's validation split.
@@ -183,16 +183,17 @@ def fit_gradient(model: CollabModel, data: CollabData, valid, config: CollabConf
 
 def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig, side: np.ndarray | None) -> dict[str, Any]:
     history, metric = [], f"valid_ndcg@{config.eval_k}"
+    xtx, sst = grams(data.train, data.n_items, side)
     for lam in config.lambdas:
         for alpha in config.text_weights if side is not None else [0.0]:
             model.lam, model.side_weight = lam, alpha
-            model.fit(data.train, side)
+            model.fit_grams(xtx, sst)
             ndcg = round(ndcg_at_k(model, valid, config.eval_k), 5)
             history.append({"lambda": lam, "text_weight": alpha, metric: ndcg})
             print(f"ease lambda {lam:g} text weight {alpha:g}: {metric} {history[-1][metric]:.4f}")
     best = max(history, key=lambda h: h[metric])
     model.lam, model.side_weight = best["lambda"], best["text_weight"]
-    model.fit(data.train, side)
+    model.fit_grams(xtx, sst)
     return {"lambda": best["lambda"], "text_weight": best["text_weight"], "history": history}
 
 
@@ -218,7 +219,10 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
         raise LlmrecError(f"{dataset.path}: the valid split is empty; early stopping and model choice need it")
     if config.model == "sasrec" and not any(len(s) > 1 for s in data.train):
         raise LlmrecError(f"{dataset.path}: no user has two training items, so SASRec has no next-item target")
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    else:
+        use_every_core()
     torch.manual_seed(config.seed)
     model = build_model(config, data)
     start = time.perf_counter()

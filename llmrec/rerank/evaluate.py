@@ -57,19 +57,19 @@ def candidate_orders(rows: list[RerankRow], llm: np.ndarray, lam: float, seed: i
             f"fused (lambda {lam:g})": fuse(retriever, llm, lam)}
 
 
-def write_orders(folder: Path, rows: list[RerankRow], orders: dict[str, np.ndarray], item_ids: list[str],
-                 split: str) -> None:
-    """rankings-{split}-{retriever,random,llm,fused}.jsonl: each order as a file `llmrec eval rank` scores."""
-    for name, order in orders.items():
-        write_jsonl(folder / f"rankings-{split}-{name.split()[0]}.jsonl", order_records(rows, order, item_ids))
-
-
-def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], orders: dict[str, np.ndarray],
-                   split: str) -> dict[str, Evaluation]:
-    """Each order of the same candidates, scored on `split`."""
+def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], orders: dict[str, np.ndarray], split: str,
+                   save_to: Path | None = None) -> dict[str, Evaluation]:
+    """Each order of the same candidates, scored on `split`; with `save_to`, also written there as
+    rankings-{split}-{retriever,random,llm,fused}.jsonl, files `llmrec eval rank` scores the same way."""
     config = RankEvalConfig(data=str(dataset.path), output="", split=split, ks=[5, 10, 20])
     item_ids = dataset.items["item_id"].to_pylist()
-    return {name: evaluate(dataset, order_records(rows, o, item_ids), config) for name, o in orders.items()}
+    results = {}
+    for name, order in orders.items():
+        records = order_records(rows, order, item_ids)
+        if save_to is not None:
+            write_jsonl(save_to / f"rankings-{split}-{name.split()[0]}.jsonl", records)
+        results[name] = evaluate(dataset, records, config)
+    return results
 
 
 def pick_lambda(rows: list[RerankRow], llm: np.ndarray, grid: list[float]) -> tuple[float, dict[float, float]]:

@@ -34,7 +34,6 @@ from llmrec.rerank.evaluate import (
     pick_lambda,
     summary,
     tokenize_rows,
-    write_orders,
 )
 from llmrec.rerank.rows import eval_rows, train_rows
 from llmrec.rerank.verbalizer import left_pad, letter_ids, letter_logits
@@ -150,9 +149,8 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
     lam, by_lambda = pick_lambda(valid, valid_llm, r.lambdas)
     result["score_seconds"] = round(time.perf_counter() - start, 1)
     orders = candidate_orders(test, test_llm, lam, args.seed)
-    write_orders(out, test, orders, dataset.items["item_id"].to_pylist(), "test")
     result.update(fusion_lambda=lam, valid_ndcg_by_lambda=by_lambda,
-                  test=summary(compare_orders(dataset, test, orders, "test")),
+                  test=summary(compare_orders(dataset, test, orders, "test", save_to=out)),
                   test_targets_in_candidates=sum(row.label >= 0 for row in test) / len(test))
     write_json(out / "llmrec.json", {"rerank": dataclasses.asdict(r), "base_model": margs.model_name_or_path,
                                      "result": result})
