@@ -309,6 +309,13 @@ def test_text_encoder_initialises_sasrec_items_and_enters_ease(planted, tmp_path
 
     np.testing.assert_allclose(model.item_emb.weight[1:].detach().numpy(), pca_init(vectors, 8, std), atol=1e-7)
     torch.testing.assert_close(model.item_emb.weight[0].detach(), pad)
+    # Through train_collab: with a vanishing learning rate the trained rows are still the PCA init (up to scale).
+    for kind, extra in (("sasrec", small_sasrec()), ("bpr", {"dim": 8})):
+        out = tmp_path / kind
+        train_collab(CollabConfig(data=str(planted.path), output=str(out), text_encoder="fake", epochs=1,
+                                  **{**extra, "model": kind, "lr": 1e-12}))
+        rows = load_collab(out).item_emb.weight.detach().numpy()[1 if kind == "sasrec" else 0 :]
+        np.testing.assert_allclose(rows / rows.std(), pca_init(vectors, rows.shape[1], 1.0), atol=1e-4)
     result = train_collab(CollabConfig(data=str(planted.path), output=str(tmp_path / "e"), model="ease",
                                        lambdas=[1.0, 10.0], text_encoder="fake", text_weights=[0.0, 5.0]))
     assert [(h["lambda"], h["text_weight"]) for h in result["history"]] == [(1, 0), (1, 5), (10, 0), (10, 5)]

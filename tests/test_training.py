@@ -389,7 +389,7 @@ def test_fsdp_config_saves_full_weights():
     plugin = FullyShardedDataParallelPlugin(
         fsdp_version=fsdp["fsdp_version"], state_dict_type=fsdp["fsdp_state_dict_type"]
     )
-    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)  # the test transformers' save_model makes
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)  # transformers' save_model then writes whole weights
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 GPUs")
@@ -397,7 +397,9 @@ def test_fsdp_on_two_gpus_ranks_on_every_rank_and_saves_a_checkpoint_eval_rank_l
     """accelerate ignores FSDP on CPU ranks (they come up as plain DDP), so this runs only with 2 GPUs."""
     shipped = (ROOT / "recipes" / "accelerate" / "fsdp.yaml").read_text()
     config = tmp_path / "fsdp.yaml"
-    config.write_text(shipped.replace("num_processes: 8", "num_processes: 2").replace("bf16", '"no"'))
+    two = shipped.replace("num_processes: 8", "num_processes: 2").replace("bf16", '"no"')
+    assert "num_processes: 2" in two and '"no"' in two, "fsdp.yaml changed: update this test's edits"
+    config.write_text(two)
     ranks = launch(config, tmp_path, *argv(setup, tmp_path / "out", *RANK_ALL))  # full fine-tuning
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert_ranked_like_one_process(tmp_path / "out", ranks, setup / "ds")

@@ -55,6 +55,15 @@ def resolve_model(name_or_path: str) -> str:
     return str(_converted(name_or_path.lower(), source))
 
 
+def model_key(name_or_path: str) -> str:
+    """What identifies a model's weights for caches of its outputs: an embedded name with its package
+    release (the same in every virtualenv, new on an upgrade), else the resolved path or hub id."""
+    embedded = EMBEDDED.get(name_or_path.lower())
+    if embedded is None:
+        return resolve_model(name_or_path)
+    return f"{name_or_path.lower()}@{_release(embedded.pip_name)}"
+
+
 def _release(pip_name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 
 from llmrec.artifacts import atomic_path, cache_dir
 from llmrec.errors import LlmrecError
-from llmrec.hub.resolve import resolve_model
+from llmrec.hub.resolve import model_key, resolve_model
 from llmrec.templating import compile_template
 
 DEFAULT_TEXT_TEMPLATE = (
@@ -46,7 +46,7 @@ def _digest(text: str) -> bytes:
 def embed_texts(texts: list[str], model: str = "all-minilm-l6-v2", batch_size: int = 256) -> np.ndarray:
     """(N,) texts -> (N, D) float32 L2-normalised embeddings, embedding only texts missing from the cache."""
     path = resolve_model(model)
-    store = cache_dir("embeddings") / f"{hashlib.sha256(path.encode()).hexdigest()[:16]}.safetensors"
+    store = cache_dir("embeddings") / f"{hashlib.sha256(model_key(model).encode()).hexdigest()[:16]}.safetensors"
     keys, vecs = np.zeros((0, 16), np.uint8), None
     if store.exists():
         cached = load_file(str(store))
