@@ -44,8 +44,10 @@ class Row:
     rankings: str | None = None  # a rankings file in {out} to score; None: the trained folder, or `baseline`
     baseline: str | None = None
     retriever: str | None = None  # the row whose candidates an LLM row re-ranks
+    before: str | None = None  # the same model before this row's training stage (SFT before DPO): paired test
     what: str = ""
     seeded: bool = False  # trained by gradient from a random start: --seeds retrains it (closed forms are not)
+    ks: tuple[int, ...] = ()  # cut-offs when not eval rank's default; a generative row's beam width is max(ks)
 
 
 def collab(config: str, *extra: str) -> list[str]:
@@ -54,6 +56,15 @@ def collab(config: str, *extra: str) -> list[str]:
 
 RERANK = ["train", "rerank", "--config", str(CONFIGS / "smollm2-rerank.yaml"), "--data", "{data}",
           "--retriever", "{row:sasrec}", "--output_dir", "{out}"]
+# Generative rows rank by beam search, whose width is the largest K: 10 instead of 20 scores 943 users in
+# about 6 instead of 17 minutes on 2 CPU cores; their @20 metrics are then not measured ("-").
+BEAM_10 = (1, 5, 10)
+
+
+def llm_stage(recipe: str, config: str, *extra: str) -> list[str]:
+    return ["train", recipe, "--config", str(CONFIGS / config), "--output_dir", "{out}", *extra]
+
+
 ROWS = [
     Row("most-popular", "classic", baseline="most_popular", what="training-split counts"),
     Row("bpr", "classic", collab("bpr.yaml"), what="BPR-MF (Rendle 2009)", seeded=True),
@@ -72,6 +83,14 @@ ROWS = [
         what="SmolLM2-135M LoRA letter re-ranker of SASRec's top 20, fused (lambda on valid)"),
     Row("rerank-smollm2-llm-order", "llm", RERANK, rankings="rankings-test-llm.jsonl", retriever="sasrec",
         what="the same re-ranker's own order of SASRec's top 20"),
+    Row("sft-lora-titles", "llm", llm_stage("sft", "smollm2-lora-titles.yaml", "--data", "{data}"),
+        what="SmolLM2-135M LoRA generating titles (the demo's SFT), trie-constrained beam search of width 10",
+        ks=BEAM_10),
+    Row("dpo-titles", "llm", llm_stage("dpo", "smollm2-dpo-titles.yaml", "--sft_checkpoint", "{row:sft-lora-titles}"),
+        before="sft-lora-titles", what="sft-lora-titles after DPO (1 random negative per prompt)", ks=BEAM_10),
+    Row("sdpo-titles", "llm", llm_stage("dpo", "smollm2-sdpo-titles.yaml", "--sft_checkpoint", "{row:sft-lora-titles}"),
+        before="sft-lora-titles", what="sft-lora-titles after softmax-DPO (3 random negatives per prompt)",
+        ks=BEAM_10),
 ]
 
 
@@ -113,10 +132,11 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     report = root / "reports" / row.name
     source = (["--baseline", row.baseline] if row.baseline else ["--rankings", str(out / row.rankings)]
               if row.rankings else ["--checkpoint", str(out)])
-    eval_cmd = ["eval", "rank", "--data", args.data, *source, "--output", str(report), "--overwrite"]
+    eval_cmd = ["eval", "rank", "--data", args.data, *source, "--output", str(report), "--overwrite",
+                *(["--ks", *map(str, row.ks)] if row.ks else [])]
     score_seconds, eval_peak = run_measured(llmrec + eval_cmd, log)
     metrics = read_json(report / "metrics.json")
-    return {"name": row.name, "kind": row.kind, "what": row.what, "retriever": row.retriever,
+    return {"name": row.name, "kind": row.kind, "what": row.what, "retriever": row.retriever, "before": row.before,
             **{m: metrics[m] for m in METRICS if m in metrics},
             "hallucination_rate": metrics.get("hallucination_rate", 0.0), "users": metrics.get("users_evaluated"),
             "train_seconds": round(train_seconds, 1), "score_seconds": round(score_seconds, 1),
@@ -148,23 +168,25 @@ def row_folder(row: Row) -> str:
 
 
 def paired_tests(rows: list[dict[str, Any]]) -> None:
-    """p_vs_best_classic (and p_vs_retriever) on per-user NDCG@10 for every LLM row, in place."""
-    classic = [r for r in rows if r["kind"] == "classic"]
+    """p_vs_best_classic (and p_vs_retriever, p_vs_before) on per-user NDCG@10 for every LLM row measured in
+    this run, in place; the best classic row is one measured in this run too."""
+    classic = [r for r in rows if r["kind"] == "classic" and not r.get("carried_over")]
     if not classic:
         return
     best = max(classic, key=lambda r: r["ndcg@10"]["value"])
     by_name = {r["name"]: r for r in rows}
     for r in rows:
-        if r["kind"] != "llm":
+        if r["kind"] != "llm" or r.get("carried_over"):
             continue
         test = compare_reports(best["report"], r["report"], ["ndcg@10"])["ndcg@10"]
         r.update(best_classic=best["name"], diff_vs_best_classic=test["diff"], p_vs_best_classic=test["p_value"])
         averaged = seed_averaged_test(best, r)
         if averaged:
             r["seed_averaged_vs_best_classic"] = averaged
-        if r["retriever"] in by_name:
-            test = compare_reports(by_name[r["retriever"]]["report"], r["report"], ["ndcg@10"])["ndcg@10"]
-            r.update(diff_vs_retriever=test["diff"], p_vs_retriever=test["p_value"])
+        for field_name, key in (("retriever", "retriever"), ("before", "before")):
+            if r.get(field_name) in by_name:
+                test = compare_reports(by_name[r[field_name]]["report"], r["report"], ["ndcg@10"])["ndcg@10"]
+                r.update({f"diff_vs_{key}": test["diff"], f"p_vs_{key}": test["p_value"]})
 
 
 def seed_averaged_ndcg(row: dict[str, Any]) -> dict[str, float]:
@@ -193,25 +215,35 @@ def value(metric: dict[str, Any] | float) -> float:
     return metric["value"] if isinstance(metric, dict) else metric
 
 
+def shown(row: dict[str, Any], metric: str) -> str:
+    return f"{value(row[metric]):.4f}" if metric in row else "-"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = ["row", "kind", "NDCG@10 [95% CI]", "Recall@10", "NDCG@20", "MRR@10", "cov@10", "train s", "score s",
-            "peak MiB", "NDCG@10 vs best classic (two-sided p)", "NDCG@10 over seeds (sd); vs best classic"]
+            "peak MiB", "ARP@10", "NDCG@10 vs best classic (two-sided p)", "NDCG@10 vs before (p)",
+            "NDCG@10 over seeds (sd); vs best classic"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         n = r["ndcg@10"]
         p = (f"{r['diff_vs_best_classic']:+.4f} vs {r['best_classic']} (p {r['p_vs_best_classic']:.4f})"
              if "p_vs_best_classic" in r else "-")
+        before = (f"{r['diff_vs_before']:+.4f} vs {r['before']} (p {r['p_vs_before']:.4f})"
+                  if "p_vs_before" in r else "-")
         runs = [s["ndcg@10"] for s in r.get("seeds", {}).values()]
         seeds = f"{np.mean(runs):.4f} ± {np.std(runs, ddof=1):.4f} ({len(runs)} seeds)" if len(runs) > 1 else "-"
         if "seed_averaged_vs_best_classic" in r:
             t = r["seed_averaged_vs_best_classic"]
             seeds += f"; seed-averaged {t['diff']:+.4f} (p {t['p_value']:.4f})"
         lines.append(f"| {r['name']} | {r['kind']} | {n['value']:.4f} [{n['ci95'][0]:.4f}, {n['ci95'][1]:.4f}] | "
-                     f"{value(r['recall@10']):.4f} | {value(r['ndcg@20']):.4f} | {value(r['mrr@10']):.4f} | "
+                     f"{value(r['recall@10']):.4f} | {shown(r, 'ndcg@20')} | {value(r['mrr@10']):.4f} | "
                      f"{value(r['coverage@10']):.4f} | {r['train_seconds']:g} | {r['score_seconds']:g} | "
-                     f"{r['peak_mib']} | {p} | {seeds} |")
+                     f"{r['peak_mib']} | {value(r.get('arp@10', float('nan'))):.1f} | {p} | {before} | {seeds} |")
     lines += ["", "The best classic row is the one with the highest test NDCG@10 in this run (the strictest reference "
               "for the LLM rows, chosen on test).", "",
+              *([f"Carried over from an earlier run of this bench (not re-measured; paired tests as measured then): "
+                 f"{', '.join(r['name'] for r in rows if r.get('carried_over'))}.", ""]
+                if any(r.get("carried_over") for r in rows) else []),
               "Rows: " + "; ".join(f"**{r['name']}**: {r['what']}" for r in rows) + ".", "",
               "Each row's commands (train, then `llmrec eval rank`) are its `command` in quality.json."]
     return "\n".join(lines) + "\n"
@@ -224,6 +256,8 @@ def main() -> None:
     parser.add_argument("--rows", default=None, help="Comma-separated row names (default: all, in order).")
     parser.add_argument("--full", action="store_true", help="GPU budgets (the re-ranker trains on 20k rows).")
     parser.add_argument("--publish", default=None, help="Also copy quality.json/.md into this folder.")
+    parser.add_argument("--keep", default=None, help="An earlier quality.json: its rows not measured in this run "
+                        "are carried over as they are (their paired tests as measured then), marked in the table.")
     parser.add_argument("--seeds", default="", help="Comma-separated extra seeds for the chosen collab rows "
                         "(training noise: NDCG@10 mean and spread over seeds in the table).")
     args = parser.parse_args()
@@ -243,7 +277,10 @@ def main() -> None:
             entry = read_json(saved)
             other_seeds(row, entry, [int(s) for s in args.seeds.split(",")], args, root)
             write_json(saved, entry)
-    rows = [read_json(root / "rows" / f"{r.name}.json") for r in ROWS if (root / "rows" / f"{r.name}.json").exists()]
+    earlier = {r["name"]: {**r, "carried_over": True} for r in read_json(args.keep)} if args.keep else {}
+    rows = [read_json(root / "rows" / f"{r.name}.json") if (root / "rows" / f"{r.name}.json").exists()
+            else earlier.get(r.name) for r in ROWS]
+    rows = [r for r in rows if r is not None]
     paired_tests(rows)
     table = markdown(rows)
     for folder in [root] + ([Path(args.publish)] if args.publish else []):

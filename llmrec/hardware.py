@@ -33,6 +33,16 @@ def choose_bf16(bf16: bool | None) -> tuple[bool, bool]:
     return bf16, (bf16 and not cuda) or launched_ranks_without_accelerator()
 
 
+class HardwareDefaults:
+    """Mixin for a Trainer's arguments dataclass (`class RecSFTConfig(HardwareDefaults, SFTConfig)`): bf16 and
+    use_cpu from `choose_bf16` before the arguments check themselves, so one config runs on CPU and GPU."""
+
+    def __post_init__(self) -> None:
+        self.bf16, use_cpu = choose_bf16(self.bf16)
+        self.use_cpu = self.use_cpu or use_cpu
+        super().__post_init__()  # type: ignore[misc]
+
+
 def launched_ranks_without_accelerator() -> bool:
     """Whether a launcher started several ranks (WORLD_SIZE > 1) on a machine with no GPU or other accelerator."""
     accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; older: CUDA is the only one we check

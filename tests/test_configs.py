@@ -22,6 +22,7 @@ WORK = {  # the function each command's main hands its parsed options to
     "llmrec.collab.train": "train_collab",
     "llmrec.rerank.train": "train_rerank",
     "llmrec.training.sft": "train_sft",
+    "llmrec.alignment.train": "train_dpo",
 }
 
 

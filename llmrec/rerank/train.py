@@ -23,7 +23,7 @@ from llmrec.artifacts import read_json, write_json
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
-from llmrec.hardware import choose_bf16, pick_device
+from llmrec.hardware import HardwareDefaults, pick_device
 from llmrec.hub.load import load_for_inference
 from llmrec.hub.resolve import resolve_model
 from llmrec.indexing.p5 import title_strings
@@ -60,17 +60,12 @@ class RerankArguments:
 
 
 @dataclass
-class RerankConfig(TrainingArguments):
+class RerankConfig(HardwareDefaults, TrainingArguments):
     """transformers' TrainingArguments; the collator needs the raw columns, so none are dropped, and bf16
     autocast is on by default where the hardware computes bf16 (CUDA, or a CPU with AVX512-BF16/AMX)."""
 
     remove_unused_columns: bool = False
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: where the hardware has it)."})
-
-    def __post_init__(self) -> None:
-        self.bf16, use_cpu = choose_bf16(self.bf16)
-        self.use_cpu = self.use_cpu or use_cpu
-        super().__post_init__()
 
 
 class RerankCollator:

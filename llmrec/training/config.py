@@ -11,7 +11,7 @@ from typing import Literal
 
 from trl import SFTConfig
 
-from llmrec.hardware import choose_bf16
+from llmrec.hardware import HardwareDefaults
 
 
 @dataclass
@@ -50,12 +50,7 @@ class RecArguments:
 
 
 @dataclass
-class RecSFTConfig(SFTConfig):
+class RecSFTConfig(HardwareDefaults, SFTConfig):
     """TRL's SFTConfig, with bf16 chosen by the hardware when not set (so one config runs on CPU and GPU), and
-    CPU ranks joined into one process group when launched without an accelerator."""
-
-    def __post_init__(self) -> None:
-        # bf16 autocast: 1.13x fp32's tokens/s for SmolLM2 LoRA on this AVX512-BF16 CPU (bench/bench_sft.py).
-        self.bf16, use_cpu = choose_bf16(self.bf16)
-        self.use_cpu = self.use_cpu or use_cpu
-        super().__post_init__()
+    CPU ranks joined into one process group when launched without an accelerator. bf16 autocast: 1.13x fp32's
+    tokens/s for SmolLM2 LoRA on this AVX512-BF16 CPU (bench/bench_sft.py)."""

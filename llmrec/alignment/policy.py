@@ -1,0 +1,75 @@
+"""An SFT checkpoint as the policy to align: its LoRA adapter made trainable, its tokenizer, item index and
+prompt settings, and the dataset it was trained on (or another with the same catalog)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmrec.artifacts import read_json
+from llmrec.data.dataset import PreparedDataset
+from llmrec.errors import LlmrecError
+from llmrec.evaluation.sampling import sample_rows
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.indexing.trie import ItemTrie
+from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
+
+
+@dataclass
+class Policy:
+    model: Any  # peft.PeftModel, adapter "default" trainable
+    tokenizer: Any
+    index: ItemIndex
+    settings: dict[str, Any]  # the SFT checkpoint's llmrec.json
+    dataset: PreparedDataset
+    trie: ItemTrie = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trie = self.index.trie(self.tokenizer)
+
+    def prompt_config(self, **changes: Any) -> PromptBuildConfig:
+        """The SFT run's prompt settings on this dataset, with `changes`."""
+        return PromptBuildConfig(**{**self.settings["prompts"], "data": str(self.dataset.path), **changes})
+
+    def splits(self, max_train_rows: int, seed: int) -> Any:
+        prompts = self.prompt_config(max_train_rows=max_train_rows, prompt_seed=seed, format="sft",
+                                     sft_style="prompt_completion",
+                                     max_eval_users=None)
+        return build_prompt_datasets(prompts, self.dataset, self.index,
+                                     self.tokenizer if prompts.max_prompt_tokens else None)
+
+    def eval_rows(self, n: int, seed: int) -> Any:
+        """A seeded sample of validation prompts, rendered as in SFT (one row per user)."""
+        return sample_rows(self.splits(1, seed)["valid"], n, seed)
+
+    def load_adapter_weights(self, folder: Path) -> None:
+        """Put a saved round's adapter weights into the policy (resuming after that round)."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(str(folder / "adapter_model.safetensors")))
+
+
+def load_policy(sft_checkpoint: str, data: str | None = None) -> Policy:
+    """A recipes/sft.py LoRA output folder -> Policy (float32, trainable adapter). Refuses a full model (it
+    would need a second copy as the reference) and a dataset whose catalog the index does not fit."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    folder = Path(sft_checkpoint)
+    if not (folder / "llmrec.json").exists() or not (folder / "item_index").is_dir():
+        raise LlmrecError(f"{folder}: not an output folder of recipes/sft.py (no llmrec.json / item_index/)")
+    if not (folder / "adapter_config.json").exists():
+        raise LlmrecError(f"{folder}: preference alignment starts from a LoRA adapter (use_peft: true in SFT); "
+                          "a fully fine-tuned model would need a second copy in memory as its reference")
+    settings = read_json(folder / "llmrec.json")
+    dataset = PreparedDataset.load(data or settings["prompts"]["data"])
+    index = ItemIndex.load(folder / "item_index")
+    index.check_dataset(dataset.items, str(dataset.path))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoPeftModelForCausalLM.from_pretrained(folder, is_trainable=True)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        raise LlmrecError(f"{folder}: the model's vocabulary is smaller than its tokenizer's (mismatched base model)")
+    return Policy(model, tokenizer, index, {**settings, "prompts": {**settings["prompts"], "data": str(dataset.path)}},
+                  dataset)
