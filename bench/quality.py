@@ -7,7 +7,9 @@ can run (printed in the table): train (if the row trains) and `llmrec eval rank`
 resumes at the first unfinished row; the training commands resume their own checkpoints too.
 
 LLM rows carry a paired test (sign-flip permutation on per-user NDCG@10) against the best classic row of
-the same run and against their own retriever. Budgets: the configs' own (at most ~60 minutes of training
+the same run, against their own retriever, and against the same model before their training stage (SFT
+before DPO). --keep carries an earlier run's rows over, marked, where this run did not measure them.
+Budgets: the configs' own (at most ~60 minutes of training
 per row on 2 CPU cores); --full raises the re-ranker's training rows for GPU users.
 
 python bench/quality.py [--rows sasrec,ease] [--seeds 1,2] [--full] [--out runs/quality] [--publish bench/results]
@@ -128,7 +130,7 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
         train_seconds, peak = run_measured(llmrec + train_cmd, log)
     if row.train:
         done = read_json(out / "llmrec.json")["result"]
-        train_seconds = done.get("train_seconds", train_seconds)
+        train_seconds = done.get("train_seconds", train_seconds)  # the training loop's own time, without loading
     report = root / "reports" / row.name
     source = (["--baseline", row.baseline] if row.baseline else ["--rankings", str(out / row.rankings)]
               if row.rankings else ["--checkpoint", str(out)])
@@ -171,22 +173,21 @@ def paired_tests(rows: list[dict[str, Any]]) -> None:
     """p_vs_best_classic (and p_vs_retriever, p_vs_before) on per-user NDCG@10 for every LLM row measured in
     this run, in place; the best classic row is one measured in this run too."""
     classic = [r for r in rows if r["kind"] == "classic" and not r.get("carried_over")]
-    if not classic:
-        return
-    best = max(classic, key=lambda r: r["ndcg@10"]["value"])
-    by_name = {r["name"]: r for r in rows}
+    best = max(classic, key=lambda r: r["ndcg@10"]["value"]) if classic else None
+    measured = {r["name"]: r for r in rows if not r.get("carried_over")}
     for r in rows:
         if r["kind"] != "llm" or r.get("carried_over"):
             continue
-        test = compare_reports(best["report"], r["report"], ["ndcg@10"])["ndcg@10"]
-        r.update(best_classic=best["name"], diff_vs_best_classic=test["diff"], p_vs_best_classic=test["p_value"])
-        averaged = seed_averaged_test(best, r)
-        if averaged:
-            r["seed_averaged_vs_best_classic"] = averaged
-        for field_name, key in (("retriever", "retriever"), ("before", "before")):
-            if r.get(field_name) in by_name:
-                test = compare_reports(by_name[r[field_name]]["report"], r["report"], ["ndcg@10"])["ndcg@10"]
-                r.update({f"diff_vs_{key}": test["diff"], f"p_vs_{key}": test["p_value"]})
+        if best is not None:
+            test = compare_reports(best["report"], r["report"], ["ndcg@10"])["ndcg@10"]
+            r.update(best_classic=best["name"], diff_vs_best_classic=test["diff"], p_vs_best_classic=test["p_value"])
+            averaged = seed_averaged_test(best, r)
+            if averaged:
+                r["seed_averaged_vs_best_classic"] = averaged
+        for reference in ("retriever", "before"):
+            if r.get(reference) in measured:
+                test = compare_reports(measured[r[reference]]["report"], r["report"], ["ndcg@10"])["ndcg@10"]
+                r.update({f"diff_vs_{reference}": test["diff"], f"p_vs_{reference}": test["p_value"]})
 
 
 def seed_averaged_ndcg(row: dict[str, Any]) -> dict[str, float]:

@@ -84,6 +84,18 @@ def test_softmax_dpo_with_one_negative_equals_trl_dpo_on_the_same_batch(sft, tmp
     assert losses["SoftmaxDPOTrainer"] == pytest.approx(losses["DPOTrainer"], rel=1e-5)
 
 
+def test_collator_stacks_chosen_then_each_negative_for_every_row():
+    from llmrec.alignment.softmax_dpo import SoftmaxPreferenceCollator
+
+    rows = [{"prompt_ids": [b], "chosen_ids": [10 + b], "rejected_list_ids": [[20 + b], [30 + b, 31]]}
+            for b in range(3)]
+    batch = SoftmaxPreferenceCollator(pad_token_id=0)(rows)  # B = 3, K = 2: 9 sequences
+    assert int(batch["group_size"]) == 3
+    assert batch["input_ids"].tolist() == [[0, 10, 0], [1, 11, 0], [2, 12, 0], [0, 20, 0], [1, 21, 0], [2, 22, 0],
+                                           [0, 30, 31], [1, 31, 31], [2, 32, 31]]
+    assert batch["completion_mask"].tolist()[6] == [0, 1, 1] and batch["attention_mask"].tolist()[0] == [1, 1, 0]
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_returns_n_distinct_items_never_the_target_or_a_training_item(sft, strategy):
     policy = load_policy(str(sft))
@@ -130,7 +142,7 @@ def test_rows_without_negatives_or_with_the_chosen_rejected_are_skipped_and_coun
     rows = policy.splits(3, seed=0)["train"]
     targets, other = rows["target_item_id"], next(i for i in policy.index.item_ids if i not in rows["target_item_id"])
     pairs, skipped = preference_rows(rows, [[], [targets[1], other], [other]], policy.index)
-    assert skipped == {"no_negatives": 1, "chosen_among_rejected": 1} and len(pairs) == 1
+    assert skipped == {"not_an_item_answer": 0, "no_negatives": 1, "chosen_among_rejected": 1} and len(pairs) == 1
     assert pairs[0]["rejected_list"] == [policy.index.tokens_of[other]]
     assert pairs[0]["chosen"][0]["content"] == policy.index.tokens_of[targets[2]]
 
@@ -147,6 +159,9 @@ def test_sdpo_rounds_write_their_data_grow_the_margin_and_resume(sft, tmp_path, 
     log = settings["result"]["rounds"][0]["log"]
     assert log[0]["loss"] == pytest.approx(math.log(4), abs=1e-4)  # policy = reference: log(1 + K)
     assert log[0]["rewards/margins"] == pytest.approx(0, abs=1e-6) and log[-1]["rewards/margins"] > 0.01
+    second = settings["result"]["rounds"][1]["log"]  # round 2's reference is round 1's policy: margins restart at 0
+    assert second[0]["loss"] == pytest.approx(math.log(4), abs=1e-4)
+    assert second[0]["rewards/margins"] == pytest.approx(0, abs=1e-6)
     assert settings["alignment"]["negatives"] == "self_play" and "prompts" in settings
     card = (out / "README.md").read_text()
     assert "softmax-DPO" in card and "negatives `self_play` (3 per prompt, pool 5)" in card
@@ -170,22 +185,22 @@ def test_sdpo_rounds_write_their_data_grow_the_margin_and_resume(sft, tmp_path, 
     [
         (("--negatives", "reward_model"), "need a classic model folder"),
         (("--n_negatives", "0"), "--n_negatives must be at least 1"),
-        (("--loss", "sdpo", "--precompute_ref_log_probs", "true"), "precompute_ref_log_probs: false"),
+        (("--loss", "sdpo", "--precompute_ref_log_probs", "true"), "reference log-probs are computed per batch"),
         (("--loss", "sdpo", "--loss_type", "ipo"), "replaces the DPO loss"),
+        (("--loss", "sdpo", "--ld_alpha", "0.5"), "--ld_alpha 0.5"),
     ],
 )
 def test_bad_options_fail_before_training(sft, tmp_path, extra, message):
     with pytest.raises(LlmrecError, match=message):
         dpo_main(dpo_argv(sft, tmp_path / "out", *extra))
-    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+    assert not (tmp_path / "out").exists()  # refused before any round wrote its data
 
 
 def test_a_checkpoint_that_is_not_a_lora_sft_output_is_refused(sft, tmp_path):
     with pytest.raises(LlmrecError, match="not an output folder of recipes/sft.py"):
         load_policy(str(tmp_path))
     (tmp_path / "full").mkdir()
-    for name in ("llmrec.json",):
-        (tmp_path / "full" / name).write_bytes((sft / name).read_bytes())
+    (tmp_path / "full" / "llmrec.json").write_bytes((sft / "llmrec.json").read_bytes())
     (tmp_path / "full" / "item_index").mkdir()
     with pytest.raises(LlmrecError, match="starts from a LoRA adapter"):
         load_policy(str(tmp_path / "full"))

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from accelerate import PartialState
+
 from llmrec.artifacts import read_json
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
@@ -68,7 +71,9 @@ def load_policy(sft_checkpoint: str, data: str | None = None) -> Policy:
     index = ItemIndex.load(folder / "item_index")
     index.check_dataset(dataset.items, str(dataset.path))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoPeftModelForCausalLM.from_pretrained(folder, is_trainable=True)
+    # float32 on the training device: self-play beam search runs before any Trainer would move the model.
+    model = AutoPeftModelForCausalLM.from_pretrained(folder, is_trainable=True, dtype=torch.float32)
+    model.to(PartialState().device)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         raise LlmrecError(f"{folder}: the model's vocabulary is smaller than its tokenizer's (mismatched base model)")
     return Policy(model, tokenizer, index, {**settings, "prompts": {**settings["prompts"], "data": str(dataset.path)}},

@@ -1,30 +1,34 @@
 """Preference rows for TRL: an SFT prompt row + rejected items -> prompt, chosen, rejected, rejected_list.
 
-Rows that cannot teach a preference are dropped and counted, never trained on: no rejected item, or the
-chosen answer among the rejected ones (the loss would push the target down and up at once)."""
+Rows that cannot teach a preference over items are dropped and counted, never trained on: a row whose
+answer is not its target item (another family of a mixture: a rating, a yes/no), no rejected item, or the
+chosen item among the rejected ones (the loss would push the target down and up at once)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from llmrec.indexing.item_index import ItemIndex
+from llmrec.prompts.render import preference_columns
 
 
 def preference_rows(rows: Any, negatives: list[list[str]], index: ItemIndex) -> tuple[Any, dict[str, int]]:
     """(R,) SFT rows (datasets.Dataset) and per row its rejected item ids -> (preference rows, skip counts).
-    `rejected` is the first negative (TRL's DPO); `rejected_list` holds all of them as the strings the model
-    writes (softmax-DPO); `rejected_item_ids` names them for inspection."""
-    keep, skipped = [], {"no_negatives": 0, "chosen_among_rejected": 0}
-    for r, (target, negs) in enumerate(zip(rows["target_item_id"], negatives)):
-        if not negs:
+    `rejected_item_ids` names the negatives for inspection."""
+    keep, skipped = [], {"not_an_item_answer": 0, "no_negatives": 0, "chosen_among_rejected": 0}
+    for r, (target, answer, negs) in enumerate(zip(rows["target_item_id"], rows["completion"], negatives)):
+        if answer[-1]["content"] != index.tokens_of[target]:
+            skipped["not_an_item_answer"] += 1
+        elif not negs:
             skipped["no_negatives"] += 1
         elif target in negs:
             skipped["chosen_among_rejected"] += 1
         else:
             keep.append(r)
     kept = rows.select(keep)
-    shown = [[index.tokens_of[i] for i in negatives[r]] for r in keep]
-    kept = kept.add_column("rejected_item_ids", [negatives[r] for r in keep])
-    kept = kept.add_column("rejected_list", shown)
-    kept = kept.add_column("rejected", [[{"role": "assistant", "content": s[0]}] for s in shown])
-    return kept.rename_column("completion", "chosen"), skipped
+    columns = [preference_columns(kept[i]["completion"], [index.tokens_of[n] for n in negatives[r]])
+               for i, r in enumerate(keep)]
+    kept = kept.remove_columns(["completion"]).add_column("rejected_item_ids", [negatives[r] for r in keep])
+    for name in ("chosen", "rejected", "rejected_list"):
+        kept = kept.add_column(name, [c[name] for c in columns])
+    return kept, skipped

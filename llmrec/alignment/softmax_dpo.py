@@ -63,17 +63,31 @@ class SoftmaxPreferenceCollator(DataCollatorMixin):
         }
 
 
+def check_softmax_dpo_args(args: Any) -> None:
+    """Refuse the DPOConfig options this loss does not implement, rather than ignore them: each changes how
+    TRL pairs or weighs [chosen, rejected], which a (1+K)B batch does not have."""
+    unsupported = {
+        "precompute_ref_log_probs": (args.precompute_ref_log_probs, "reference log-probs are computed per batch"),
+        "loss_type": (list(args.loss_type) != ["sigmoid"], "S-DPO replaces the DPO loss"),
+        "loss_weights": (args.loss_weights is not None, "there is one loss"),
+        "ld_alpha": (args.ld_alpha is not None, "not implemented for K negatives"),
+        "use_weighting": (args.use_weighting, "not implemented for K negatives"),
+        "f_divergence_type": (args.f_divergence_type != "reverse_kl", "S-DPO is derived for reverse KL"),
+        "truncation_mode": (args.truncation_mode != "keep_start", "the collator keeps the start"),
+        "pad_to_multiple_of": (args.pad_to_multiple_of is not None, "the collator pads to the longest"),
+    }
+    for name, (bad, why) in unsupported.items():
+        if bad:
+            raise LlmrecError(f"loss sdpo does not support --{name} {getattr(args, name)} ({why})")
+
+
 class SoftmaxDPOTrainer(DPOTrainer):
     """TRL's DPOTrainer with the S-DPO loss over every row's `rejected_list` (conversational rows: a list of
     item strings, each the content of one assistant answer). Reference log-probabilities come from TRL's
     `compute_ref_log_probs`; precomputing them is not supported (TRL caches two per row, not 1+K)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        train_args = kwargs.get("args")
-        if train_args is not None and train_args.precompute_ref_log_probs:
-            raise LlmrecError("softmax-DPO computes reference log-probs per batch: set precompute_ref_log_probs: false")
-        if train_args is not None and list(train_args.loss_type) != ["sigmoid"]:
-            raise LlmrecError(f"softmax-DPO replaces the DPO loss; loss_type {train_args.loss_type} does not apply")
+        check_softmax_dpo_args(kwargs["args"])
         super().__init__(*args, **kwargs)
         self.data_collator = SoftmaxPreferenceCollator(self._tokenizer.pad_token_id, self.args.max_length)
 
@@ -112,12 +126,13 @@ class SoftmaxDPOTrainer(DPOTrainer):
         chosen, rejected = ratios[0], ratios[1:].T  # (B,), (B, K)
         loss = softmax_dpo_loss(chosen, rejected, self.beta).mean()
 
-        # The metrics TRL's DPOTrainer logs, with "rejected" averaged over the K negatives.
+        # TRL's reward and log-prob metrics, "rejected" averaged over the K negatives; accuracy: the target
+        # beats every negative. (TRL's entropy and logit metrics are not computed.)
         gather, metrics = self.accelerator.gather, self._metrics[mode]
         chosen_rewards, rejected_rewards = self.beta * chosen.detach(), self.beta * rejected.detach()
         metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
         metrics["rewards/rejected"].append(gather(rejected_rewards.mean(dim=1)).mean().item())
-        wins = (chosen_rewards > rejected_rewards.amax(dim=1)).float()  # the target beats every negative
+        wins = (chosen_rewards > rejected_rewards.amax(dim=1)).float()
         metrics["rewards/accuracies"].append(gather(wins).mean().item())
         metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards.mean(dim=1)).mean().item())
         metrics["logps/chosen"].append(gather(logps.view(group_size, -1)[0].detach()).mean().item())

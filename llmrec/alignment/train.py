@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from accelerate import PartialState
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from llmrec.alignment.config import AlignmentArguments, RecDPOConfig
 from llmrec.alignment.negatives import NegativeSource, pick_negatives
@@ -35,7 +34,7 @@ from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError, check_at_least
 from llmrec.hardware import use_every_core
 from llmrec.training.callbacks import RankingEvalCallback, rank_on_every_process
-from llmrec.training.sft import check_output_dir
+from llmrec.training.sft import check_output_dir, resume_checkpoint
 
 
 def make_trainer(loss: str, model: Any, args: RecDPOConfig, rows: Any, tokenizer: Any) -> Any:
@@ -82,16 +81,17 @@ def train_round(r: int, config: AlignmentArguments, args: RecDPOConfig, policy: 
     ranking = RankingEvalCallback(trainer, policy.index, dataset, eval_rows, 0, config.ranking_k,
                                   config.generation_batch_size, at_start=r == 1)
     trainer.add_callback(ranking)
-    resume = get_last_checkpoint(round_args.output_dir) if Path(round_args.output_dir).is_dir() else None
+    resume = resume_checkpoint(round_args)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     policy.model.delete_adapter("ref")  # TRL's reference copy: the next round makes a new one from this policy
+    trainer.accelerator.free_memory()  # the next round wraps the same model anew (DDP hooks, optimizer)
     valid = ranking.evaluate().metrics
     log = trainer.state.log_history
     result = {
-        "round": r, "train_rows": len(pairs), "negatives": counts, "skipped": skipped,
-        "train_seconds": round(seconds, 1), "resumed_from": resume,
+        "round": r, "settings": round_settings(config, args), "train_rows": len(pairs), "negatives": counts,
+        "skipped": skipped,        "train_seconds": round(seconds, 1), "resumed_from": resume,
         "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
         "log": [{k: v for k, v in e.items() if k.startswith(("loss", "rewards/", "step"))} for e in log if "loss" in e],
         "valid_before": ranking.history[0] if ranking.history else None,
@@ -104,11 +104,33 @@ def train_round(r: int, config: AlignmentArguments, args: RecDPOConfig, policy: 
     return result
 
 
+def round_settings(config: AlignmentArguments, args: RecDPOConfig) -> dict[str, Any]:
+    """What a round's result depends on: a finished round is reused only under the same settings."""
+    ours = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("rounds", "ranking_eval_users")}
+    theirs = {k: getattr(args, k) for k in ("beta", "learning_rate", "max_steps", "per_device_train_batch_size",
+                                            "gradient_accumulation_steps", "seed", "loss_type")}
+    return {**ours, **theirs}
+
+
+def finished_round(folder: Path, config: AlignmentArguments, args: RecDPOConfig) -> dict[str, Any] | None:
+    if not (folder / "result.json").exists():
+        return None
+    result = read_json(folder / "result.json")
+    if result.get("settings") != round_settings(config, args):
+        raise LlmrecError(f"{folder} was trained with other settings; use another --output_dir (or remove it)")
+    return result
+
+
 def train_dpo(config: AlignmentArguments, args: RecDPOConfig) -> dict[str, Any]:
     check_output_dir(args.output_dir)
+    if config.loss == "sdpo":
+        from llmrec.alignment.softmax_dpo import check_softmax_dpo_args
+
+        check_softmax_dpo_args(args)
     check_at_least(config, {"n_negatives": 1, "pool_size": 1, "rounds": 1, "max_train_rows": 1,
                             "generation_batch_size": 1, "ranking_eval_users": 1, "ranking_k": 1})
-    if config.loss == "dpo" and config.n_negatives > 1:
+    main_process = PartialState().is_main_process
+    if config.loss == "dpo" and config.n_negatives > 1 and main_process:
         print(f"loss dpo trains on the first of {config.n_negatives} negatives per row (sdpo uses them all)")
     threads = use_every_core()
     set_seed(args.seed)
@@ -118,19 +140,21 @@ def train_dpo(config: AlignmentArguments, args: RecDPOConfig) -> dict[str, Any]:
     eval_rows = policy.eval_rows(config.ranking_eval_users, args.seed)
     results = []
     for r in range(1, config.rounds + 1):
-        done = Path(args.output_dir) / "rounds" / f"round-{r}"
-        if (done / "result.json").exists():  # finished in an earlier run: take its weights, skip its work
-            policy.load_adapter_weights(done / "adapter")
-            results.append(read_json(done / "result.json"))
+        folder = Path(args.output_dir) / "rounds" / f"round-{r}"
+        done = finished_round(folder, config, args)
+        if done:  # finished in an earlier run: take its weights, skip its work
+            policy.load_adapter_weights(folder / "adapter")
+            results.append(done)
             continue
         results.append(train_round(r, config, args, policy, dataset, source, eval_rows))
         last, k = results[-1], config.ranking_k
-        if last["log"]:
+        if last["log"] and PartialState().is_main_process:
             print(f"round {r}: {last['train_rows']} rows, loss {last['log'][0]['loss']:.4f} -> "
                   f"{last['log'][-1]['loss']:.4f} in {last['train_seconds']} s; valid ndcg@{k} "
                   f"{last['valid_after'][f'ndcg@{k}']:.4f}")
-    result = {"rounds": results, "threads": threads, "bf16": bool(args.bf16)}
-    if PartialState().is_main_process:
+    result = {"rounds": results, "threads": threads, "bf16": bool(args.bf16),
+              "train_seconds": round(sum(r["train_seconds"] for r in results), 1)}
+    if main_process:
         out = Path(args.output_dir)
         policy.model.save_pretrained(out)
         policy.tokenizer.save_pretrained(out)
@@ -146,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
 
     config, args = parse_args((AlignmentArguments, RecDPOConfig), argv, prog="recipes/dpo.py")
     result = train_dpo(config, args)
+    if not PartialState().is_main_process:
+        return
     last = result["rounds"][-1]
     for name, value in last["valid_after"].items():
         if name.startswith(("ndcg", "recall")):

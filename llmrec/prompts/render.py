@@ -93,11 +93,17 @@ def render_one(template: Template, task: str, ctx: RenderContext, cols: dict[str
         "n_dropped_history": start - int(cols["_start"]),
     }
     if s["format"] == "preference":
-        negs = [ctx.ident[i] for i in cols["_negatives"]]
-        out.update(chosen=out["completion"], rejected=[{"role": "assistant", "content": negs[0]}], rejected_list=negs)
+        out.update(preference_columns(out["completion"], [ctx.ident[i] for i in cols["_negatives"]]))
     if s["sft_style"] == "messages":
         out["messages"] = out.pop("prompt") + out.pop("completion")
     return out
+
+
+def preference_columns(completion: list[dict[str, str]], negatives: list[str]) -> dict[str, Any]:
+    """TRL's preference columns: chosen (the completion), rejected (the first negative as an answer) and, for
+    softmax-DPO, rejected_list (every negative as the string the model writes)."""
+    return {"chosen": completion, "rejected": [{"role": "assistant", "content": negatives[0]}],
+            "rejected_list": negatives}
 
 
 def render_batch(batch: dict[str, list], ctx: RenderContext, families: dict[str, Family], tokenizer: Any,
