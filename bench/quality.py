@@ -147,8 +147,9 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def other_seeds(row: Row, entry: dict[str, Any], seeds: list[int], args: argparse.Namespace, root: Path) -> None:
-    """Retrain a classic-model row with more seeds, in place: one seed's paired test says nothing about
-    training noise, the spread over seeds does. Adds {seed: {ndcg@10, recall@10}} under `seeds`."""
+    """Retrain a seeded row (a collab model trained by gradient) with more seeds, in place: one seed's paired
+    test says nothing about training noise, the spread over seeds does. Adds {seed: {ndcg@10, recall@10}}
+    under `seeds`."""
     llmrec, log = [sys.executable, "-m", "llmrec.cli"], root / "bench.log"
     done = entry.setdefault("seeds", {"0": {m: value(entry[m]) for m in ("ndcg@10", "recall@10")}})
     for seed in (s for s in seeds if str(s) not in done):

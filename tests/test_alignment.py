@@ -65,7 +65,7 @@ def test_softmax_dpo_with_one_negative_equals_trl_dpo_on_the_same_batch(sft, tmp
     losses = {}
     for cls in (DPOTrainer, SoftmaxDPOTrainer):
         policy = load_policy(str(sft))
-        rows = policy.splits(4, seed=0)["train"]
+        rows = policy.train_rows(4, seed=0)
         negatives = [[i for i in policy.dataset.items["item_id"].to_pylist()
                       if i != t and i not in h][:1] for t, h in zip(rows["target_item_id"], rows["history_item_ids"])]
         pairs, _ = preference_rows(rows, negatives, policy.index)
@@ -99,7 +99,7 @@ def test_collator_stacks_chosen_then_each_negative_for_every_row():
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_returns_n_distinct_items_never_the_target_or_a_training_item(sft, strategy):
     policy = load_policy(str(sft))
-    rows = policy.splits(12, seed=0)["train"]
+    rows = policy.train_rows(12, seed=0)
     data = CollabData.from_dataset(policy.dataset)
     ease = EASE(data.n_items, lam=10.0).fit(data.train)
     target_first = {}
@@ -131,7 +131,7 @@ def test_every_strategy_returns_n_distinct_items_never_the_target_or_a_training_
 
 def test_a_pool_too_small_is_filled_at_random_and_counted(sft):
     policy = load_policy(str(sft))
-    rows = policy.splits(4, seed=0)["train"]
+    rows = policy.train_rows(4, seed=0)
     source = NegativeSource(CollabData.from_dataset(policy.dataset), generate=lambda rows, k: [[] for _ in rows])
     negatives, counts = pick_negatives("self_play", rows, 2, source, np.random.default_rng(0))
     assert counts == {"rows": 4, "filled_at_random": 8} and all(len(n) == 2 for n in negatives)
@@ -139,7 +139,7 @@ def test_a_pool_too_small_is_filled_at_random_and_counted(sft):
 
 def test_rows_without_negatives_or_with_the_chosen_rejected_are_skipped_and_counted(sft):
     policy = load_policy(str(sft))
-    rows = policy.splits(3, seed=0)["train"]
+    rows = policy.train_rows(3, seed=0)
     targets, other = rows["target_item_id"], next(i for i in policy.index.item_ids if i not in rows["target_item_id"])
     pairs, skipped = preference_rows(rows, [[], [targets[1], other], [other]], policy.index)
     assert skipped == {"not_an_item_answer": 0, "no_negatives": 1, "chosen_among_rejected": 1} and len(pairs) == 1
@@ -178,6 +178,9 @@ def test_sdpo_rounds_write_their_data_grow_the_margin_and_resume(sft, tmp_path, 
                       "--max_steps", "4", "--learning_rate", "2e-2"))
     assert "round 1" not in capsys.readouterr().out
     assert (out / "adapter_model.safetensors").read_bytes() == before
+    with pytest.raises(LlmrecError, match="round-1 was trained with other settings"):  # not silently reused
+        dpo_main(dpo_argv(sft, out, "--loss", "sdpo", "--negatives", "self_play", "--rounds", "2", "--pool_size",
+                          "5", "--max_steps", "4", "--learning_rate", "2e-2", "--beta", "0.5"))
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,8 @@ CASES = [
     ("eval rank", "--data {ds} --output {out} --rankings {empty_jsonl}", "no rankings in it"),
     ("eval rank", "--data {ds} --output {out} --baseline most_popular --ks -1", "--ks must be positive"),
     ("eval rank", "--data {ds} --output {out} --baseline most_popular --n_bootstrap 0", "--n_bootstrap must be"),
+    ("eval rank", "--data {ds} --output {out} --baseline most_popular --max_users 0", "--max_users must be at least 1"),
+    ("eval rank", "--data {ds} --output {out} --checkpoint {missing} --batch_size 0", "--batch_size must be at"),
     ("eval zeroshot", "--data {missing} --output {out} --base_url " + URL, "not a prepared dataset"),
     ("eval zeroshot", "--data {ds} --output {out}", "needs --base_url"),
     ("eval zeroshot", "--data {ds} --output {out} --base_url " + URL + " --k -1", "--k -1"),

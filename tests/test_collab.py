@@ -320,4 +320,13 @@ def test_text_encoder_initialises_sasrec_items_and_enters_ease(planted, tmp_path
                                        lambdas=[1.0, 10.0], text_encoder="fake", text_weights=[0.0, 5.0]))
     assert [(h["lambda"], h["text_weight"]) for h in result["history"]] == [(1, 0), (1, 5), (10, 0), (10, 5)]
     assert load_collab(tmp_path / "e").side_weight == result["text_weight"]
+    # Each grid point is collective EASE over the centred, unit-length text vectors, fitted by hand here.
+    from llmrec.collab.text_init import centred_unit_rows
+
+    data = CollabData.from_dataset(planted)
+    valid, side = data.split(planted, "valid"), centred_unit_rows(vectors)
+    for h in result["history"]:
+        by_hand = EASE(12, lam=h["lambda"], side_weight=h["text_weight"]).fit(data.train, side)
+        assert h["valid_ndcg@10"] == round(ndcg_at_k(by_hand, valid, 10), 5)
+    assert len({h["valid_ndcg@10"] for h in result["history"]}) > 1  # alpha and lambda change the model
     assert "Item text encoder:** fake" in (tmp_path / "e" / "README.md").read_text()

@@ -88,6 +88,7 @@ def test_bootstrap_ci_by_hand_and_narrowing_with_more_users():
     rng = np.random.default_rng(1)
     small, large = rng.random(50), rng.random(5000)
     lo, hi = bootstrap_ci(small, seed=0)
+    assert lo < small.mean() < hi
     lo2, hi2 = bootstrap_ci(large, seed=0)
     assert hi2 - lo2 < (hi - lo) / 5  # width shrinks as 1 / sqrt(U): 100 times the users, about 1/10
     assert bootstrap_ci(small, seed=0) == (lo, hi)  # seeded: reproducible

@@ -85,6 +85,7 @@ def test_lora_trains_adapters_and_item_tokens_only(setup, tmp_path):
     assert {"README.md", "llmrec.json", "item_index", "adapter_config.json"} <= {p.name for p in out.iterdir()}
     card = (out / "README.md").read_text()
     assert "LoRA (r=4" in card and "3 steps" in card and "Before training (same users): ndcg@3" in card
+    assert f"(fp32, {result['threads']} CPU threads per process)" in card  # --bf16 false
     saved = weights(out)
     lora_b = [v for k, v in saved.items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means trained

@@ -10,6 +10,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from llmrec.errors import LlmrecError
@@ -306,3 +308,23 @@ def test_implicit_feedback_refuses_the_rating_scenario_and_asks_without_ratings(
     m = run_zeroshot(config(implicit_dataset, tmp_path, scenario="rerank", output=str(tmp_path / "rr")), llm,
                      progress=False)
     assert m["template"] == "rr-2" and "None" not in llm.asked[0][-1]["content"]
+
+
+def test_rating_scenario_on_partly_rated_data_asks_only_about_rated_targets(tmp_path):
+    ds = synthetic_dataset(tmp_path, n_users=6)
+    rows = ds.interactions.to_pylist()
+    unrated_targets = {"u0", "u1"}  # their test targets lose their ratings; u2 loses its first history rating
+    first_of_u2 = next(n for n, r in enumerate(rows) if r["user_id"] == "u2")
+    ratings = [None if (r["split"] == "test" and r["user_id"] in unrated_targets) or n == first_of_u2
+               else r["rating"] for n, r in enumerate(rows)]
+    inter = ds.interactions.set_column(ds.interactions.column_names.index("rating"), "rating",
+                                       pa.array(ratings, pa.float32()))
+    pq.write_table(inter, ds.path / "interactions.parquet")
+    llm = ScriptedLLM(answer=lambda c: "4")
+    m = run_zeroshot(config(ds, tmp_path, scenario="rating"), llm, progress=False)
+    assert (m["sampled_users_without_target_rating"], m["users_evaluated"], len(llm.asked)) == (2, 4, 4)
+    predictions = [json.loads(line) for line in (tmp_path / "report" / "predictions.jsonl").read_text().splitlines()]
+    assert {p["user_id"] for p in predictions} == {"u2", "u3", "u4", "u5"}
+    assert all(p["rating"] is not None and p["predicted"] == 4 for p in predictions)
+    assert "user_mean_baseline" in m  # u2's mean comes from its rated history items only
+    assert not any(word in c[-1]["content"] for c in llm.asked for word in ("nan", "None"))

@@ -82,7 +82,7 @@ def first_allowed(pool: list[int], excluded: set[int], n: int) -> list[int]:
 
 
 def pick_negatives(strategy: str, rows: Any, n: int, source: NegativeSource, rng: np.random.Generator,
-                   pool_size: int = 20) -> tuple[list[list[str]], dict[str, int]]:
+                   pool_size: int = 10) -> tuple[list[list[str]], dict[str, int]]:
     """-> (per row, n rejected item ids; counts: rows and `filled_at_random` items)."""
     if strategy not in STRATEGIES:
         raise LlmrecError(f"unknown negative strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")

@@ -13,7 +13,8 @@ from accelerate import PartialState
 from llmrec.artifacts import read_json
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
-from llmrec.evaluation.sampling import sample_rows
+from llmrec.evaluation.rank import RankEvalConfig
+from llmrec.generation.ranking import checkpoint_rows
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.indexing.trie import ItemTrie
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
@@ -31,20 +32,18 @@ class Policy:
     def __post_init__(self) -> None:
         self.trie = self.index.trie(self.tokenizer)
 
-    def prompt_config(self, **changes: Any) -> PromptBuildConfig:
-        """The SFT run's prompt settings on this dataset, with `changes`."""
-        return PromptBuildConfig(**{**self.settings["prompts"], "data": str(self.dataset.path), **changes})
-
-    def splits(self, max_train_rows: int, seed: int) -> Any:
-        prompts = self.prompt_config(max_train_rows=max_train_rows, prompt_seed=seed, format="sft",
-                                     sft_style="prompt_completion",
-                                     max_eval_users=None)
+    def train_rows(self, n: int, seed: int) -> Any:
+        """A seeded sample of `n` training prompts rendered as in SFT, as prompt + completion rows. Valid and
+        test are capped at one row: `build_prompt_datasets` renders every split, and only train is used."""
+        prompts = PromptBuildConfig(**{**self.settings["prompts"], "max_train_rows": n, "prompt_seed": seed,
+                                       "format": "sft", "sft_style": "prompt_completion", "max_eval_users": 1})
         return build_prompt_datasets(prompts, self.dataset, self.index,
-                                     self.tokenizer if prompts.max_prompt_tokens else None)
+                                     self.tokenizer if prompts.max_prompt_tokens else None)["train"]
 
     def eval_rows(self, n: int, seed: int) -> Any:
-        """A seeded sample of validation prompts, rendered as in SFT (one row per user)."""
-        return sample_rows(self.splits(1, seed)["valid"], n, seed)
+        """A seeded sample of validation prompts, the rows `llmrec eval rank --checkpoint` would rank."""
+        config = RankEvalConfig(data=str(self.dataset.path), output="", split="valid", max_users=n, seed=seed)
+        return checkpoint_rows(self.settings, config, self.dataset, self.index, self.tokenizer)
 
     def load_adapter_weights(self, folder: Path) -> None:
         """Put a saved round's adapter weights into the policy (resuming after that round)."""

@@ -26,8 +26,8 @@ def preference_rows(rows: Any, negatives: list[list[str]], index: ItemIndex) -> 
         else:
             keep.append(r)
     kept = rows.select(keep)
-    columns = [preference_columns(kept[i]["completion"], [index.tokens_of[n] for n in negatives[r]])
-               for i, r in enumerate(keep)]
+    columns = [preference_columns(answer, [index.tokens_of[n] for n in negatives[r]])
+               for answer, r in zip(kept["completion"], keep)]
     kept = kept.remove_columns(["completion"]).add_column("rejected_item_ids", [negatives[r] for r in keep])
     for name in ("chosen", "rejected", "rejected_list"):
         kept = kept.add_column(name, [c[name] for c in columns])

@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 from accelerate import PartialState
 from transformers import set_seed
+from trl import DPOTrainer
 
 from llmrec.alignment.config import AlignmentArguments, RecDPOConfig
 from llmrec.alignment.negatives import NegativeSource, pick_negatives
 from llmrec.alignment.card import write_alignment_card
 from llmrec.alignment.policy import load_policy
 from llmrec.alignment.preferences import preference_rows
+from llmrec.alignment.softmax_dpo import SoftmaxDPOTrainer, check_softmax_dpo_args
 from llmrec.artifacts import read_json, write_json, write_jsonl
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
@@ -38,10 +40,6 @@ from llmrec.training.sft import check_output_dir, resume_checkpoint
 
 
 def make_trainer(loss: str, model: Any, args: RecDPOConfig, rows: Any, tokenizer: Any) -> Any:
-    from trl import DPOTrainer
-
-    from llmrec.alignment.softmax_dpo import SoftmaxDPOTrainer
-
     cls = SoftmaxDPOTrainer if loss == "sdpo" else DPOTrainer
     return cls(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
 
@@ -66,7 +64,7 @@ def train_round(r: int, config: AlignmentArguments, args: RecDPOConfig, policy: 
                 source: NegativeSource, eval_rows: Any) -> dict[str, Any]:
     folder = Path(args.output_dir) / "rounds" / f"round-{r}"
     state = PartialState()
-    rows = policy.splits(config.max_train_rows, seed=args.seed + r)["train"]  # a new sample each round
+    rows = policy.train_rows(config.max_train_rows, seed=args.seed + r)  # a new sample each round
     rng = np.random.default_rng(args.seed + r)
     negatives, counts = pick_negatives(config.negatives, rows, config.n_negatives, source, rng, config.pool_size)
     pairs, skipped = preference_rows(rows, negatives, policy.index)
@@ -91,7 +89,7 @@ def train_round(r: int, config: AlignmentArguments, args: RecDPOConfig, policy: 
     log = trainer.state.log_history
     result = {
         "round": r, "settings": round_settings(config, args), "train_rows": len(pairs), "negatives": counts,
-        "skipped": skipped,        "train_seconds": round(seconds, 1), "resumed_from": resume,
+        "skipped": skipped, "train_seconds": round(seconds, 1), "resumed_from": resume,
         "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
         "log": [{k: v for k, v in e.items() if k.startswith(("loss", "rewards/", "step"))} for e in log if "loss" in e],
         "valid_before": ranking.history[0] if ranking.history else None,
@@ -124,8 +122,6 @@ def finished_round(folder: Path, config: AlignmentArguments, args: RecDPOConfig)
 def train_dpo(config: AlignmentArguments, args: RecDPOConfig) -> dict[str, Any]:
     check_output_dir(args.output_dir)
     if config.loss == "sdpo":
-        from llmrec.alignment.softmax_dpo import check_softmax_dpo_args
-
         check_softmax_dpo_args(args)
     check_at_least(config, {"n_negatives": 1, "pool_size": 1, "rounds": 1, "max_train_rows": 1,
                             "generation_batch_size": 1, "ranking_eval_users": 1, "ranking_k": 1})

@@ -32,8 +32,8 @@ from llmrec.collab.sequences import CollabData
 from llmrec.collab.text_init import catalog_text_vectors, centred_unit_rows, pca_init
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError, check_at_least
-from llmrec.hardware import use_every_core
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
+from llmrec.hardware import use_every_core
 
 # Per-model defaults for the options left unset (None): what converged best on ml-100k's validation split.
 DEFAULTS = {"sasrec": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0},

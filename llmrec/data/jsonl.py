@@ -132,11 +132,12 @@ def _records(path: Path, on_bad_lines: str, skips: SkipLog) -> Iterator[tuple[in
 
 
 def _checked(v: Any, f: JsonField, path: Path, number: int, skips: SkipLog) -> Any:
-    """A required field's malformed value raises; an optional one's is stored as missing and counted."""
+    """A required field's malformed value raises; an optional one's is stored as missing and counted (an absent
+    optional value is no error: `_value` returns None for it)."""
     try:
         return _value(v, f)
     except ValueError:
-        if f.required or v is None or v == "" or v == []:
+        if f.required:
             raise
         skips.add(path.name, f"malformed_{f.key}{MISSING}", 1, number)
         return None

@@ -188,7 +188,8 @@ def _is_empty(values: pa.ChunkedArray) -> np.ndarray:
 def _typed(values: pa.ChunkedArray, empty: np.ndarray, kind: Kind) -> tuple[pa.ChunkedArray, np.ndarray]:
     """Typed values (null where empty or malformed) and the mask of malformed rows (present, not of the kind).
 
-    Clean files take one cast; only when it fails do the per-kind checks run to find the malformed rows.
+    Numbers are checked with a cast (cheap next to reading the file); only when it fails do the regexes run
+    to find the malformed rows.
     """
     if kind == "str":
         return values, np.zeros(len(values), bool)

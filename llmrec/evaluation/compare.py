@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.artifacts import read_json, write_json
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.stats import paired_permutation_test
 
 
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from llmrec.cli import parse_args
 
     (config,) = parse_args(CompareConfig, argv, prog="llmrec eval compare")
-    if config.n_resamples < 1:
-        raise LlmrecError(f"--n_resamples must be at least 1, got {config.n_resamples}")
+    check_at_least(config, {"n_resamples": 1})
     result = compare_reports(config.a, config.b, config.metrics, config.n_resamples)
     r = result
     print(f"{r['n_paired_users']} paired users (only in A: {r['only_in_a']}, only in B: {r['only_in_b']})")

@@ -20,9 +20,9 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow.compute as pc
 
-from llmrec.artifacts import atomic_dir, provenance, write_json
+from llmrec.artifacts import atomic_dir, provenance, write_json, write_jsonl
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import DataError, LlmrecError
+from llmrec.errors import DataError, LlmrecError, check_at_least
 from llmrec.evaluation.baselines import baseline_rankings
 from llmrec.evaluation.metrics import beyond_accuracy, ranking_metrics
 from llmrec.evaluation.report import write_plots, write_report_md
@@ -219,9 +219,8 @@ def save_report(
     default `config`), report.md and the plots."""
     metrics = {**result.metrics, **(extra or {})}
     write_json(out / "metrics.json", {"protocol": protocol, **metrics})
-    with open(out / "rankings.jsonl", "w", encoding="utf-8") as f:
-        for user, items, target in zip(result.users, result.lists, result.targets):
-            f.write(json.dumps({"user_id": user, "ranked_items": items, "target_item_id": target}) + "\n")
+    write_jsonl(out / "rankings.jsonl", ({"user_id": user, "ranked_items": items, "target_item_id": target}
+                                          for user, items, target in zip(result.users, result.lists, result.targets)))
     write_json(out / "per_user.json", {"user_id": result.users, **{m: v.tolist() for m, v in result.per_user.items()}})
     write_json(out / "meta.json", provenance(dataclasses.asdict(made_by or config)))
     write_plots(out, result, dataset, config.ks)
@@ -254,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
 def check_config(config: RankEvalConfig) -> None:
     if any(k <= 0 for k in config.ks):
         raise LlmrecError("--ks must be positive")
-    if config.n_bootstrap < 1:  # confidence intervals need at least one resample
-        raise LlmrecError(f"--n_bootstrap must be at least 1, got {config.n_bootstrap}")
+    # confidence intervals need a resample; 0 users or a 0-prompt batch would fail deep inside as a traceback
+    check_at_least(config, {"n_bootstrap": 1, "max_users": 1, "batch_size": 1})
     if sum(x is not None for x in (config.rankings, config.baseline, config.checkpoint)) != 1:
         raise LlmrecError("pass exactly one of --rankings FILE, --baseline NAME or --checkpoint DIR")
     if config.use_ranking_targets and not config.rankings:

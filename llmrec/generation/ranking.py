@@ -58,6 +58,6 @@ def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> lis
     index = ItemIndex.load(folder / "item_index")
     index.check_dataset(dataset.items, config.data)
     tokenizer = AutoTokenizer.from_pretrained(folder)
+    rows = checkpoint_rows(settings, config, dataset, index, tokenizer)  # before the model: fail fast
     model = load_for_inference(folder)
-    rows = checkpoint_rows(settings, config, dataset, index, tokenizer)
     return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size)

@@ -21,9 +21,15 @@ def load_for_inference(name_or_folder: str | Path, merge: bool = False) -> Any:
         from peft import AutoPeftModelForCausalLM
 
         model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        model = model.merge_and_unload() if merge else model
+        model = merged(model) if merge else model
     else:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model.to(pick_device()).eval()
+
+
+def merged(model: Any) -> Any:
+    """A PEFT model with its LoRA folded into the base weights (the same outputs at the cost of the base
+    model's forward pass alone); any other model as it is."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from llmrec.artifacts import atomic_dir, provenance, read_json, write_json
+from llmrec.artifacts import atomic_dir, provenance, read_json, write_json, write_jsonl
 from llmrec.errors import DataError, LlmrecError
 from llmrec.indexing.trie import ItemTrie
 
@@ -105,10 +105,8 @@ class ItemIndex:
         from safetensors.numpy import save_file
 
         with atomic_dir(output, overwrite=overwrite) as out:
-            with open(out / "items.jsonl", "w", encoding="utf-8") as f:
-                for item, code, tokens in zip(self.item_ids, self.codes, self.tokens):
-                    f.write(json.dumps({"item_id": item, "codes": list(code), "tokens": tokens}, ensure_ascii=False))
-                    f.write("\n")
+            write_jsonl(out / "items.jsonl", ({"item_id": item, "codes": list(code), "tokens": tokens}
+                                              for item, code, tokens in zip(self.item_ids, self.codes, self.tokens)))
             write_json(out / "stats.json", self.stats)
             meta = provenance(config)
             meta.update(method=self.method, settings=self.settings, catalog_fingerprint=self.fingerprint,

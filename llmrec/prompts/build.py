@@ -218,8 +218,6 @@ def family_rows(fam: Family, split: str, weight: float, ds: PreparedDataset, ctx
         cols = {"_target": -np.ones(n_items, np.int64), "_start": np.zeros(n_items, np.int64),
                 "_end": np.zeros(n_items, np.int64), "_item": target, "user_id": [""] * n_items}
     else:
-        if fam.task == "explanation" and ctx.reviews is None:
-            raise LlmrecError(f"{ds.path}: the explanation family needs review text; this dataset has none")
         w = _filled_targets(fam, window_rows(ds.interactions, split, c.max_history, c.min_history), ctx)
         cols = {"_target": w["target"], "_start": w["start"], "_end": w["end"],
                 "_item": ctx.inter_item[w["target"]], "user_id": ctx.inter_user[w["target"]].tolist()}

@@ -40,8 +40,8 @@ def write_model_card(out: Path, prompts: PromptBuildConfig, rec: RecArguments, a
         f"{args.gradient_accumulation_steps} accumulation, "
         + (f"{args.max_steps} steps, " if args.max_steps > 0 else f"{args.num_train_epochs} epochs, ")
         + f"max_length {args.max_length}, seed {args.seed}",
-        f"- **Training:** {result['train_seconds']} s ({'bf16 autocast' if result.get('bf16') else 'fp32'}, "
-        f"{result.get('threads', '?')} CPU threads per process); loss "
+        f"- **Training:** {result['train_seconds']} s ({'bf16 autocast' if result['bf16'] else 'fp32'}, "
+        f"{result['threads']} CPU threads per process); loss "
         + (f"{result['loss_history'][0][1]:.3f} (step {result['loss_history'][0][0]}) -> "
            f"{result['loss_history'][-1][1]:.3f} (step {result['loss_history'][-1][0]})"
            if result["loss_history"] else "not logged"),

@@ -10,7 +10,6 @@ counted. Every answer is cached on disk as it arrives: a crashed run resumes, a 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import sys
 from collections import Counter
@@ -20,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmrec.artifacts import atomic_dir, cache_dir, provenance, write_json
+from llmrec.artifacts import atomic_dir, cache_dir, provenance, write_json, write_jsonl
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.metrics import rating_errors
@@ -158,9 +157,7 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
             protocol = _protocol(dataset, eval_config, c, len(requests))
             save_report(out, result, dataset, eval_config, protocol, {**about, **grounding}, made_by=c)
             metrics = {"protocol": protocol, **result.metrics, **about, **grounding}
-        with open(out / "samples.jsonl", "w", encoding="utf-8") as f:
-            for s in samples:
-                f.write(json.dumps(s, ensure_ascii=False) + "\n")
+        write_jsonl(out / "samples.jsonl", samples)
     return metrics
 
 
@@ -188,10 +185,9 @@ def _score_ratings(requests: list[Request], answers: list[Completion], c: ZeroSh
     predicted = [None if a.error else parse_rating(a.text) for a in answers]
     valid = np.array([p is not None for p in predicted])
     truth = np.array([r.target_rating for r in requests])
-    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for r, a, p in zip(requests, answers, predicted):
-            f.write(json.dumps({"user_id": r.user_id, "item_id": r.target_item_id, "rating": r.target_rating,
-                                "predicted": p, "answer": a.text}, ensure_ascii=False) + "\n")
+    rows = [{"user_id": r.user_id, "item_id": r.target_item_id, "rating": r.target_rating, "predicted": p,
+             "answer": a.text} for r, a, p in zip(requests, answers, predicted)]
+    write_jsonl(out / "predictions.jsonl", rows)
     metrics: dict[str, Any] = {"users_evaluated": len(requests), "invalid_answers": int((~valid).sum()),
                                "invalid_rate": float((~valid).mean()) if len(valid) else 0.0}
     user_mean = np.array([r.mean_history_rating for r in requests])
