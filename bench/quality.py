@@ -10,7 +10,8 @@ LLM rows carry a paired test (sign-flip permutation on per-user NDCG@10) against
 the same run, against their own retriever, and against the same model before their training stage (SFT
 before DPO). --keep carries an earlier run's rows over, marked, where this run did not measure them.
 Budgets: the configs' own (at most ~60 minutes of training
-per row on 2 CPU cores); --full raises the re-ranker's training rows for GPU users.
+per row on 2 CPU cores); --full raises the re-ranker's training rows and the generative rows' beam (50:
+Recall@50) for GPU users.
 
 python bench/quality.py [--rows sasrec,ease] [--seeds 1,2] [--full] [--out runs/quality] [--publish bench/results]
 """
@@ -35,7 +36,8 @@ from llmrec.evaluation.compare import compare_reports
 from llmrec.evaluation.stats import paired_permutation_test
 
 CONFIGS = Path("recipes/configs/ml-100k")
-METRICS = ["ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "mrr@10", "coverage@10", "arp@10"]
+METRICS = ["ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20", "recall@5", "recall@10", "recall@20", "recall@50", "mrr@10",
+           "coverage@10", "arp@10"]
 
 
 @dataclass
@@ -61,6 +63,7 @@ RERANK = ["train", "rerank", "--config", str(CONFIGS / "smollm2-rerank.yaml"), "
 # Generative rows rank by beam search, whose width is the largest K: 10 instead of 20 scores 943 users in
 # about 6 instead of 17 minutes on 2 CPU cores; their @20 metrics are then not measured ("-").
 BEAM_10 = (1, 5, 10)
+FULL_BEAM = (1, 5, 10, 50)  # --full (GPU budgets): Recall@50, from a beam of width 50
 
 
 def llm_stage(recipe: str, config: str, *extra: str) -> list[str]:
@@ -93,6 +96,10 @@ ROWS = [
     Row("sdpo-titles", "llm", llm_stage("dpo", "smollm2-sdpo-titles.yaml", "--sft_checkpoint", "{row:sft-lora-titles}"),
         before="sft-lora-titles", what="sft-lora-titles after softmax-DPO (3 random negatives per prompt)",
         ks=BEAM_10),
+    Row("grpo-titles", "llm", llm_stage("grpo", "smollm2-grpo-titles.yaml", "--sft_checkpoint",
+                                        "{row:sft-lora-titles}", "--reward_model", "{row:ease}"),
+        before="sft-lora-titles", what="sft-lora-titles after GRPO (G=8 beam rollouts; rewards hit + rank-aware "
+        "(MiniOneRec) + 0.5 x EASE's score)", ks=BEAM_10),
 ]
 
 
@@ -134,8 +141,9 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     report = root / "reports" / row.name
     source = (["--baseline", row.baseline] if row.baseline else ["--rankings", str(out / row.rankings)]
               if row.rankings else ["--checkpoint", str(out)])
+    ks = FULL_BEAM if args.full and row.ks == BEAM_10 else row.ks
     eval_cmd = ["eval", "rank", "--data", args.data, *source, "--output", str(report), "--overwrite",
-                *(["--ks", *map(str, row.ks)] if row.ks else [])]
+                *(["--ks", *map(str, ks)] if ks else [])]
     score_seconds, eval_peak = run_measured(llmrec + eval_cmd, log)
     metrics = read_json(report / "metrics.json")
     return {"name": row.name, "kind": row.kind, "what": row.what, "retriever": row.retriever, "before": row.before,
@@ -222,7 +230,8 @@ def shown(row: dict[str, Any], metric: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["row", "kind", "NDCG@10 [95% CI]", "Recall@10", "NDCG@20", "MRR@10", "cov@10", "train s", "score s",
+    head = ["row", "kind", "NDCG@10 [95% CI]", "Recall@10", "NDCG@1", "NDCG@5", "NDCG@20", "Recall@50", "MRR@10",
+            "cov@10", "train s", "score s",
             "peak MiB", "ARP@10", "NDCG@10 vs best classic (two-sided p)", "NDCG@10 vs before (p)",
             "NDCG@10 over seeds (sd); vs best classic"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -238,7 +247,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             t = r["seed_averaged_vs_best_classic"]
             seeds += f"; seed-averaged {t['diff']:+.4f} (p {t['p_value']:.4f})"
         lines.append(f"| {r['name']} | {r['kind']} | {n['value']:.4f} [{n['ci95'][0]:.4f}, {n['ci95'][1]:.4f}] | "
-                     f"{value(r['recall@10']):.4f} | {shown(r, 'ndcg@20')} | {value(r['mrr@10']):.4f} | "
+                     f"{value(r['recall@10']):.4f} | {shown(r, 'ndcg@1')} | {shown(r, 'ndcg@5')} | "
+                     f"{shown(r, 'ndcg@20')} | {shown(r, 'recall@50')} | {value(r['mrr@10']):.4f} | "
                      f"{value(r['coverage@10']):.4f} | {r['train_seconds']:g} | {r['score_seconds']:g} | "
                      f"{r['peak_mib']} | {value(r.get('arp@10', float('nan'))):.1f} | {p} | {before} | {seeds} |")
     lines += ["", "The best classic row is the one with the highest test NDCG@10 in this run (the strictest reference "
@@ -256,7 +266,8 @@ def main() -> None:
     parser.add_argument("--data", default="runs/ml-100k/dataset", help="Prepared ml-100k dataset folder.")
     parser.add_argument("--out", default="runs/quality", help="Working folder: models, reports, rows, tables.")
     parser.add_argument("--rows", default=None, help="Comma-separated row names (default: all, in order).")
-    parser.add_argument("--full", action="store_true", help="GPU budgets (the re-ranker trains on 20k rows).")
+    parser.add_argument("--full", action="store_true", help="GPU budgets: the re-ranker trains on 20k rows, "
+                        "generative rows rank with a beam of 50 (Recall@50).")
     parser.add_argument("--publish", default=None, help="Also copy quality.json/.md into this folder.")
     parser.add_argument("--keep", default=None, help="An earlier quality.json: its rows not measured in this run "
                         "are carried over as they are (their paired tests as measured then), marked in the table.")

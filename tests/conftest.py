@@ -138,15 +138,18 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(resolve_model("smollm2-135m"))
 
 
-def tiny_model(vocab_size: int, seed: int = 0):
-    """A 2-layer Llama with hidden size 32 (SmolLM2's architecture, shrunk), built from a config."""
+def tiny_model(vocab_size: int, seed: int = 0, initializer_range: float = 0.02):
+    """A 2-layer Llama with hidden size 32 (SmolLM2's architecture, shrunk), built from a config. At the
+    default init its next-token distribution is nearly uniform and a LoRA cannot sharpen it much (the tied
+    output rows are tiny); a larger `initializer_range` gives a model whose preferences LoRA can move."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+                         initializer_range=initializer_range)
     return LlamaForCausalLM(config)
 
 

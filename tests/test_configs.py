@@ -23,6 +23,7 @@ WORK = {  # the function each command's main hands its parsed options to
     "llmrec.rerank.train": "train_rerank",
     "llmrec.training.sft": "train_sft",
     "llmrec.alignment.train": "train_dpo",
+    "llmrec.rl.train": "train_grpo",
 }
 
 

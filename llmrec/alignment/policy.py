@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from accelerate import PartialState
 
-from llmrec.artifacts import read_json
+from llmrec.artifacts import read_json, write_json
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
 from llmrec.evaluation.rank import RankEvalConfig
@@ -44,6 +44,14 @@ class Policy:
         """A seeded sample of validation prompts, the rows `llmrec eval rank --checkpoint` would rank."""
         config = RankEvalConfig(data=str(self.dataset.path), output="", split="valid", max_users=n, seed=seed)
         return checkpoint_rows(self.settings, config, self.dataset, self.index, self.tokenizer)
+
+    def save(self, out: Path, **settings: Any) -> None:
+        """Write an SFT-shaped checkpoint (adapter, tokenizer, item_index/, llmrec.json with the SFT settings
+        plus `settings`) that `llmrec eval rank --checkpoint` scores like any other. Main process only."""
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        self.index.save(out / "item_index", overwrite=True)
+        write_json(out / "llmrec.json", {**self.settings, **settings})
 
     def load_adapter_weights(self, folder: Path) -> None:
         """Put a saved round's adapter weights into the policy (resuming after that round)."""

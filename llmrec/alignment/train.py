@@ -152,11 +152,7 @@ def train_dpo(config: AlignmentArguments, args: RecDPOConfig) -> dict[str, Any]:
               "train_seconds": round(sum(r["train_seconds"] for r in results), 1)}
     if main_process:
         out = Path(args.output_dir)
-        policy.model.save_pretrained(out)
-        policy.tokenizer.save_pretrained(out)
-        policy.index.save(out / "item_index", overwrite=True)
-        write_json(out / "llmrec.json", {**policy.settings, "alignment": dataclasses.asdict(config), "result": result,
-                                         "sft_checkpoint": config.sft_checkpoint})
+        policy.save(out, alignment=dataclasses.asdict(config), result=result, sft_checkpoint=config.sft_checkpoint)
         write_alignment_card(out, config, args, policy, result)
     return result
 

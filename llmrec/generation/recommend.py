@@ -11,6 +11,13 @@ from llmrec.generation.beam import trie_beam_search
 from llmrec.indexing.trie import ItemTrie
 
 
+def encode_chat_prompts(tokenizer: Any, prompts: Sequence[list[dict[str, str]]]) -> Any:
+    """Chat prompts -> a left-padded batch ending in the assistant's turn, as the model saw its prompts in
+    training (`input_ids`, `attention_mask`: (B, T))."""
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    return tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+
+
 def recommend(
     model: Any, tokenizer: Any, prompts: Sequence[list[dict[str, str]]], trie: ItemTrie, k: int,
     batch_size: int = 8, progress: bool = True,
@@ -21,14 +28,11 @@ def recommend(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     ranked, scores = [], []
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="ranking", disable=not progress,
                           unit="batch"):
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                     for p in prompts[start : start + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            enc = encode_chat_prompts(tokenizer, prompts[start : start + batch_size]).to(device)
             items, logp = trie_beam_search(model, enc["input_ids"], enc["attention_mask"], trie, num_beams=k,
                                            max_steps=trie.max_length)
             for row, row_scores in zip(items.tolist(), logp.tolist()):
@@ -36,6 +40,5 @@ def recommend(
                 ranked.append([i for i, _ in kept])
                 scores.append([s for _, s in kept])
     finally:
-        tokenizer.padding_side = side
         model.train(was_training)
     return ranked, scores
