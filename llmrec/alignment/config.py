@@ -15,10 +15,22 @@ from llmrec.hardware import HardwareDefaults
 
 
 @dataclass
-class AlignmentArguments:
+class PolicyArguments:
+    """What every stage after SFT (recipes/dpo.py, recipes/grpo.py) shares: where the policy starts, the data,
+    how many training prompts, and the validation ranking."""
+
     sft_checkpoint: str = field(metadata={"help": "Output folder of recipes/sft.py (a LoRA adapter): the policy's "
-                                          "start and, in round 1, its reference."})
+                                          "start and its reference (a frozen copy of the adapter)."})
     data: str | None = field(default=None, metadata={"help": "Prepared dataset folder; default: the SFT run's."})
+    max_train_rows: int = field(default=1000, metadata={"help": "Training prompts: a seeded sample of the SFT "
+                                                        "prompts' training rows (dpo: per round, new each round)."})
+    ranking_eval_users: int = field(default=64, metadata={"help": "Validation users ranked before and after "
+                                                          "training (dpo: after each round)."})
+    ranking_k: int = field(default=10, metadata={"help": "K of the ranking evaluations (beam width)."})
+
+
+@dataclass
+class AlignmentArguments(PolicyArguments):
     loss: Literal["dpo", "sdpo"] = field(
         default="sdpo",
         metadata={"help": "dpo: TRL's DPOTrainer on (chosen, first negative) with any TRL loss_type. sdpo: "
@@ -38,12 +50,8 @@ class AlignmentArguments:
                                 "and making candidate lists for rows without one."})
     rounds: int = field(default=1, metadata={"help": "Rounds of: pick negatives with the current model, build "
                                              "pairs, train max_steps. Round r's reference is round r-1's policy."})
-    max_train_rows: int = field(default=1000, metadata={"help": "Training prompts per round (a seeded sample of "
-                                                        "the SFT prompts' training rows, new each round)."})
     generation_batch_size: int = field(default=16, metadata={"help": "Prompts per beam search for self_play and "
                                                              "reward_model negatives and the ranking evaluation."})
-    ranking_eval_users: int = field(default=64, metadata={"help": "Validation users ranked after each round."})
-    ranking_k: int = field(default=10, metadata={"help": "K of the ranking evaluations (beam width)."})
 
 
 @dataclass

@@ -53,6 +53,12 @@ class Policy:
         self.index.save(out / "item_index", overwrite=True)
         write_json(out / "llmrec.json", {**self.settings, **settings})
 
+    def drop_reference(self) -> None:
+        """Delete TRL's frozen "ref" copy of the adapter (made by DPOTrainer / GRPOTrainer when they train an
+        existing adapter): it is not part of the trained checkpoint, and the next round makes a new one."""
+        if "ref" in self.model.peft_config:
+            self.model.delete_adapter("ref")
+
     def load_adapter_weights(self, folder: Path) -> None:
         """Put a saved round's adapter weights into the policy (resuming after that round)."""
         from peft import set_peft_model_state_dict

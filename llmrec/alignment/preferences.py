@@ -12,12 +12,19 @@ from llmrec.indexing.item_index import ItemIndex
 from llmrec.prompts.render import preference_columns
 
 
+def answers_with_target(rows: Any, index: ItemIndex) -> list[bool]:
+    """Per SFT row: whether its answer is its target item (other families of a mixture answer a rating, a
+    yes/no, ...): only those rows can teach anything about ranking items."""
+    return [a[-1]["content"] == index.tokens_of[t] for t, a in zip(rows["target_item_id"], rows["completion"])]
+
+
 def preference_rows(rows: Any, negatives: list[list[str]], index: ItemIndex) -> tuple[Any, dict[str, int]]:
     """(R,) SFT rows (datasets.Dataset) and per row its rejected item ids -> (preference rows, skip counts).
     `rejected_item_ids` names the negatives for inspection."""
     keep, skipped = [], {"not_an_item_answer": 0, "no_negatives": 0, "chosen_among_rejected": 0}
-    for r, (target, answer, negs) in enumerate(zip(rows["target_item_id"], rows["completion"], negatives)):
-        if answer[-1]["content"] != index.tokens_of[target]:
+    for r, (target, is_item, negs) in enumerate(zip(rows["target_item_id"], answers_with_target(rows, index),
+                                                    negatives)):
+        if not is_item:
             skipped["not_an_item_answer"] += 1
         elif not negs:
             skipped["no_negatives"] += 1

@@ -83,7 +83,7 @@ def train_round(r: int, config: AlignmentArguments, args: RecDPOConfig, policy: 
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    policy.model.delete_adapter("ref")  # TRL's reference copy: the next round makes a new one from this policy
+    policy.drop_reference()  # the next round's reference is a new copy of this policy
     trainer.accelerator.free_memory()  # the next round wraps the same model anew (DDP hooks, optimizer)
     valid = ranking.evaluate().metrics
     log = trainer.state.log_history

@@ -11,14 +11,12 @@ from typing import Literal
 
 from trl import GRPOConfig
 
+from llmrec.alignment.config import PolicyArguments
 from llmrec.hardware import HardwareDefaults
 
 
 @dataclass
-class RLArguments:
-    sft_checkpoint: str = field(metadata={"help": "Output folder of recipes/sft.py (a LoRA adapter): the policy's "
-                                          "start and its KL reference (a frozen copy of the adapter)."})
-    data: str | None = field(default=None, metadata={"help": "Prepared dataset folder; default: the SFT run's."})
+class RLArguments(PolicyArguments):
     rewards: list[str] = field(
         default_factory=lambda: ["hit", "rank_aware"],
         metadata={"help": "Rewards summed per rollout with TRL's reward_weights (llmrec.rl.rewards): hit, "
@@ -34,13 +32,8 @@ class RLArguments:
                   "MiniOneRec). sample: G trie-constrained samples at --rollout_temperature (items may repeat)."},
     )
     rollout_temperature: float = field(default=1.0, metadata={"help": "Temperature of --rollout sample."})
-    max_train_rows: int = field(default=1000, metadata={"help": "Training prompts: a seeded sample of the SFT "
-                                                        "prompts' training rows."})
-    ranking_eval_users: int = field(default=64, metadata={"help": "Validation users ranked before and after "
-                                                          "training (and every --ranking_eval_steps)."})
     ranking_eval_steps: int = field(default=0, metadata={"help": "Also rank them every N steps (0: only at "
                                                          "the start and the end)."})
-    ranking_k: int = field(default=10, metadata={"help": "K of the ranking evaluations (beam width)."})
     ranking_batch_size: int = field(default=16, metadata={"help": "Prompts per beam search in the rankings."})
 
 

@@ -103,9 +103,9 @@ class TrieRollout:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         config = GenerationConfig(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0, num_beams=1,
                                   num_return_sequences=G, max_new_tokens=self.trie.max_length,
-                                  eos_token_id=self.tokenizer.eos_token_id, pad_token_id=pad)
-        out = model.generate(**enc, generation_config=config, logits_processor=[TrieLogitsProcessor(self.trie, T, pad)],
-                             output_scores=True, return_dict_in_generate=True)
+                                  eos_token_id=self.tokenizer.eos_token_id, pad_token_id=pad, output_scores=True,
+                                  return_dict_in_generate=True)
+        out = model.generate(**enc, generation_config=config, logits_processor=[TrieLogitsProcessor(self.trie, T, pad)])
         new = out.sequences[:, T:].cpu()  # (P*G, t)
         logp = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).cpu()  # (P*G, t)
         eos = self.tokenizer.eos_token_id

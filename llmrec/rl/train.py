@@ -20,11 +20,12 @@ from accelerate import PartialState
 from transformers import set_seed
 
 from llmrec.alignment.policy import Policy, load_policy
+from llmrec.alignment.preferences import answers_with_target
 from llmrec.errors import LlmrecError, check_at_least
 from llmrec.hardware import use_every_core
 from llmrec.rl.card import write_rl_card
 from llmrec.rl.config import RecGRPOConfig, RLArguments
-from llmrec.rl.trainer import RecGRPOTrainer, check_rl_options
+from llmrec.rl.trainer import RecGRPOTrainer
 from llmrec.training.callbacks import RankingEvalCallback
 from llmrec.training.sft import check_output_dir, resume_checkpoint
 
@@ -35,8 +36,7 @@ def rl_rows(policy: Policy, n: int, seed: int) -> tuple[Any, int]:
     """A seeded sample of the SFT training prompts whose answer is the target item -> (rows with prompt,
     target_item_id, user_id, history_item_ids; how many were dropped)."""
     rows = policy.train_rows(n, seed)
-    keep = [r for r, (t, a) in enumerate(zip(rows["target_item_id"], rows["completion"]))
-            if a[-1]["content"] == policy.index.tokens_of[t]]
+    keep = [r for r, is_item in enumerate(answers_with_target(rows, policy.index)) if is_item]
     if not keep:
         raise LlmrecError("no training prompt answers with an item: GRPO over items needs next-item rows")
     columns = ["prompt", "target_item_id", "user_id", "history_item_ids"]
@@ -50,7 +50,6 @@ def train_grpo(config: RLArguments, args: RecGRPOConfig) -> dict[str, Any]:
     threads = use_every_core()
     set_seed(args.seed)
     policy = load_policy(config.sft_checkpoint, config.data)
-    check_rl_options(config, args, len(policy.index.item_ids))  # before prompts are rendered
     rows, dropped = rl_rows(policy, config.max_train_rows, args.seed)
     trainer = RecGRPOTrainer(policy, config, args, rows)
     ranking = RankingEvalCallback(trainer, policy.index, policy.dataset, policy.eval_rows(config.ranking_eval_users,
@@ -61,8 +60,7 @@ def train_grpo(config: RLArguments, args: RecGRPOConfig) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
-    if "ref" in policy.model.peft_config:
-        policy.model.delete_adapter("ref")  # TRL's reference copy: not part of the trained checkpoint
+    policy.drop_reference()
     valid = ranking.evaluate().metrics
     log = trainer.state.log_history
     steps = max(trainer.state.global_step, 1)
