@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.alignment.config import AlignmentArguments, RecDPOConfig
+from llmrec.alignment.negatives import POOLED
 from llmrec.alignment.policy import Policy
 
 LOSS_NAMES = {"dpo": "DPO (TRL DPOTrainer, first negative)", "sdpo": "softmax-DPO (S-DPO, all negatives)"}
@@ -26,7 +27,7 @@ def write_alignment_card(out: Path, config: AlignmentArguments, args: RecDPOConf
         "at the start of each round",
         f"- **Loss:** {LOSS_NAMES[config.loss]}, beta {args.beta}",
         f"- **Preference data:** negatives `{config.negatives}` ({config.n_negatives} per prompt"
-        + (f", pool {config.pool_size}" if config.negatives in ("candidates", "self_play", "reward_model") else "")
+        + (f", pool {config.pool_size}" if config.negatives in POOLED else "")
         + (f", scored by `{config.negatives_model}`" if config.negatives_model else "")
         + f"), {config.max_train_rows} prompts sampled per round from the SFT prompts' training rows",
         f"- **Rounds:** {config.rounds} x {args.max_steps} steps, lr {args.learning_rate}, batch "

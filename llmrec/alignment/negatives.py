@@ -32,6 +32,7 @@ from llmrec.errors import LlmrecError
 STRATEGIES = ("random", "popularity", "candidates", "self_play", "reward_model")
 NEEDS_POLICY = ("self_play", "reward_model")
 NEEDS_SCORER = ("reward_model",)
+POOLED = ("candidates", "self_play", "reward_model")  # strategies that pick from a per-row pool (pool_size)
 
 # rows -> per row, the policy's ranked item ids (trie-constrained beam search over the catalog)
 Generate = Callable[[Any, int], list[list[str]]]

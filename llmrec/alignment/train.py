@@ -77,7 +77,7 @@ def train_round(r: int, config: AlignmentArguments, args: RecDPOConfig, policy: 
     round_args.output_dir, round_args.seed = str(folder / "trainer"), args.seed + r
     trainer = make_trainer(config.loss, policy.model, round_args, pairs, policy.tokenizer)
     ranking = RankingEvalCallback(trainer, policy.index, dataset, eval_rows, 0, config.ranking_k,
-                                  config.generation_batch_size, at_start=r == 1)
+                                  config.generation_batch_size, at_start=r == 1, trie=policy.trie)
     trainer.add_callback(ranking)
     resume = resume_checkpoint(round_args)
     start = time.perf_counter()

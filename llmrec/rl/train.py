@@ -54,7 +54,7 @@ def train_grpo(config: RLArguments, args: RecGRPOConfig) -> dict[str, Any]:
     trainer = RecGRPOTrainer(policy, config, args, rows)
     ranking = RankingEvalCallback(trainer, policy.index, policy.dataset, policy.eval_rows(config.ranking_eval_users,
                                   args.seed), config.ranking_eval_steps, config.ranking_k, config.ranking_batch_size,
-                                  at_start=True)
+                                  at_start=True, trie=policy.trie)
     trainer.add_callback(ranking)
     resume = resume_checkpoint(args)
     start = time.perf_counter()

@@ -96,9 +96,11 @@ class RankingEvalCallback(TrainerCallback):
         k: int,
         batch_size: int,
         at_start: bool,
+        trie: ItemTrie | None = None,
     ):
         self.trainer, self.dataset, self.rows = trainer, dataset, rows
-        self.trie = index.trie(trainer.processing_class)  # once: every evaluation decodes over the same catalog
+        # once: every evaluation decodes over the same catalog (a caller that has the trie passes it)
+        self.trie = trie or index.trie(trainer.processing_class)
         self.every, self.k, self.batch_size, self.at_start = every, k, batch_size, at_start
         self.history: list[dict[str, float]] = []
 
