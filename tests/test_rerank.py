@@ -8,11 +8,11 @@ import torch
 
 from conftest import tiny_model
 from llmrec.collab import CollabConfig, CollabData, train_collab
-from llmrec.rerank.evaluate import llm_scores, tokenize_rows
+from llmrec.rerank.evaluate import encode_rows, llm_scores
 from llmrec.rerank.fusion import choose_lambda, fuse
 from llmrec.rerank.rows import RerankRow, eval_rows, train_rows
-from llmrec.rerank.train import RerankCollator, RerankTrainer
-from llmrec.rerank.verbalizer import letter_ids, letter_scores, render_prompt
+from llmrec.rerank.train import RerankTrainer
+from llmrec.rerank.verbalizer import READOUT, Verbalizer, letter_ids, render_prompt, shorten_title
 from test_collab import planted_dataset
 
 TITLES = [f"Film {i}" for i in range(12)]
@@ -30,33 +30,68 @@ def manual_letter_logprobs(model, tokenizer, messages, n):
     return logits[letter_ids(tokenizer, n)].log_softmax(-1)
 
 
+def manual_inline_logprobs(model, tokenizer, messages, n):
+    """The " Yes" logit at the last token of each candidate line, found by decoding tokens one by one."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]  # (L, V), every position
+    pieces = [tokenizer.decode(ids[: t + 1]) for t in range(len(ids))]
+    lines = messages[-1]["content"].split("\n")[2 : 2 + n]  # after "Watched ..." and "Candidates:"
+    ends = [next(t for t, text in enumerate(pieces) if text.endswith(line)) for line in lines]
+    yes = tokenizer.encode(READOUT, add_special_tokens=False)[0]
+    return logits[ends, yes].log_softmax(-1)
+
+
+MANUAL = {"letter": manual_letter_logprobs, "inline": manual_inline_logprobs}
+
+
 def test_letters_are_single_tokens(smollm2_tokenizer):
     assert smollm2_tokenizer.convert_ids_to_tokens(letter_ids(smollm2_tokenizer, 3)) == ["A", "B", "C"]
 
 
-def test_verbalizer_equals_a_manual_forward_pass_in_batches_of_unequal_length(model, smollm2_tokenizer):
+@pytest.mark.parametrize("scoring", ["letter", "inline"])
+def test_verbalizer_equals_a_manual_forward_pass_in_batches_of_unequal_length(model, smollm2_tokenizer, scoring):
     rows = [RerankRow("u", [1, 2, 3], [4, 5, 6], [1, 2, 3], [3.0, 2.0, 1.0], 0),
             RerankRow("v", [7], [8, 9, 10], [1, 2, 3], [3.0, 2.0, 1.0], 1)]
-    prompts = tokenize_rows(smollm2_tokenizer, rows, TITLES, False, "sys")
-    assert len(prompts[0]) != len(prompts[1])  # left padding is exercised
-    batched = letter_scores(model, smollm2_tokenizer, prompts, 3, batch_size=2)
+    verbalizer = Verbalizer(smollm2_tokenizer, 3, scoring)
+    prompts = encode_rows(verbalizer, rows, TITLES, True, "sys")
+    assert len(prompts[0]["input_ids"]) != len(prompts[1]["input_ids"])  # left padding is exercised
+    batched = verbalizer.scores(model, prompts, batch_size=2)
     for row, scores in zip(rows, batched):
-        messages = render_prompt([TITLES[i] for i in row.history], [TITLES[i] for i in row.candidates], None, "sys")
-        torch.testing.assert_close(scores, manual_letter_logprobs(model, smollm2_tokenizer, messages, 3),
+        messages = render_prompt([TITLES[i] for i in row.history], [TITLES[i] for i in row.candidates], row.ranks,
+                                 "sys")
+        torch.testing.assert_close(scores, MANUAL[scoring](model, smollm2_tokenizer, messages, 3),
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_each_candidate_gets_the_score_of_the_letter_printed_before_it(model, smollm2_tokenizer):
+def test_inline_positions_are_the_last_token_of_each_candidate_line(smollm2_tokenizer):
+    verbalizer = Verbalizer(smollm2_tokenizer, 3, "inline")
+    row = RerankRow("u", [1], [4, 10, 6], [2, 1, 3], [0.0] * 3, -1)
+    [prompt] = encode_rows(verbalizer, [row], TITLES, True, None)
+    ids, positions = prompt["input_ids"], prompt["positions"]
+    assert [smollm2_tokenizer.decode(ids[: p + 1]).rsplit("\n", 1)[-1] for p in positions] == \
+        ["A. Film 4 (rank 2)", "B. Film 10 (rank 1)", "C. Film 6 (rank 3)"]
+
+
+@pytest.mark.parametrize("scoring", ["letter", "inline"])
+def test_each_candidate_gets_the_score_of_the_line_it_is_printed_on(model, smollm2_tokenizer, scoring):
     row = RerankRow("u", [1, 2], [4, 5, 6, 7], [1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0], -1)
-    got = llm_scores(model, smollm2_tokenizer, [row], TITLES, False, None, orders=2)[0]
-    forward = manual_letter_logprobs(model, smollm2_tokenizer, render_prompt(
+    got = llm_scores(model, Verbalizer(smollm2_tokenizer, 4, scoring), [row], TITLES, False, None, orders=2)[0]
+    forward = MANUAL[scoring](model, smollm2_tokenizer, render_prompt(
         ["Film 1", "Film 2"], ["Film 4", "Film 5", "Film 6", "Film 7"], None, None), 4)
-    backward = manual_letter_logprobs(model, smollm2_tokenizer, render_prompt(
+    backward = MANUAL[scoring](model, smollm2_tokenizer, render_prompt(
         ["Film 1", "Film 2"], ["Film 7", "Film 6", "Film 5", "Film 4"], None, None), 4)
     # Film 4 is A in the first prompt and D in the second; Film 7 is D, then A.
     expected = [(forward[i] + backward[3 - i]).item() / 2 for i in range(4)]
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert "A. Film 7" in render_prompt([], ["Film 7"], None, None)[0]["content"]
+
+
+def test_long_titles_are_cut_but_keep_their_year():
+    assert shorten_title("Dr. Strangelove or: How I Learned to Stop Worrying (1963)", 30) == \
+        "Dr. Strangelove or: How (1963)"
+    assert shorten_title("Toy Story (1995)", 30) == "Toy Story (1995)"
+    assert shorten_title("A title without any year at all", 10) == "A title wi"
 
 
 def test_lambda_zero_reproduces_the_retriever_and_lambda_is_chosen_on_labels():
@@ -97,15 +132,16 @@ def test_training_rows_hold_no_held_out_item_and_come_from_training_prefix_candi
     assert [r.user_id for r in test] == data.split(ds, "test").users
 
 
-def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(smollm2_tokenizer):
+@pytest.mark.parametrize("scoring", ["letter", "inline"])
+def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(smollm2_tokenizer, scoring):
     torch.manual_seed(0)
     model = tiny_model(len(smollm2_tokenizer))
     rows = [RerankRow("u", [1, 2, 3], [4, 5, 6, 7], [1, 2, 3, 4], [1.0] * 4, i % 4) for i in range(4)]
-    ids = tokenize_rows(smollm2_tokenizer, rows, TITLES, True, None)
-    batch = RerankCollator(smollm2_tokenizer)([{"input_ids": i, "label": r.label}
-                                                             for i, r in zip(ids, rows)])
-    trainer = RerankTrainer.__new__(RerankTrainer)  # compute_loss needs only the letters
-    trainer.letters = letter_ids(smollm2_tokenizer, 4)
+    verbalizer = Verbalizer(smollm2_tokenizer, 4, scoring)
+    batch = verbalizer.collate([{**e, "label": r.label}
+                                for e, r in zip(encode_rows(verbalizer, rows, TITLES, True, None), rows)])
+    trainer = RerankTrainer.__new__(RerankTrainer)  # compute_loss needs only the verbalizer
+    trainer.verbalizer = verbalizer
     fp32 = trainer.compute_loss(model, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = trainer.compute_loss(model, batch)
@@ -128,14 +164,15 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
           "v_proj", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
           "--report_to", "none", "--lambdas", "0", "1", "--use_cpu"])
     result = json.loads((out / "llmrec.json").read_text())["result"]
-    assert [line["name"] for line in result["test"]][:3] == ["retriever", "random order", "llm order"]
+    assert [line["name"] for line in result["test"]][:4] == ["most-popular", "retriever", "random order", "llm order"]
+    assert all("p_vs_most_popular" in line for line in result["test"][1:])
     assert result["fusion_lambda"] in (0.0, 1.0) and (out / "adapter_config.json").exists()
     assert "lambda" in (out / "README.md").read_text()
     assert result["train_rows"]["rows"] == 16 and result["score_seconds"] > 0
     # Each order is also a rankings file that `llmrec eval rank` scores to the same figure.
     from llmrec.cli import run
 
-    for line, kind in zip(result["test"], ("retriever", "random", "llm", "fused")):
+    for line, kind in zip(result["test"][1:], ("retriever", "random", "llm", "fused")):
         report = tmp_path / f"report-{kind}"
         assert run("llmrec.evaluation.rank", ["--data", str(ds.path), "--rankings",
                                               str(out / f"rankings-test-{kind}.jsonl"), "--output", str(report)]) == 0
@@ -146,3 +183,28 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
           "--report_to", "none", "--use_cpu", "--eval_only", "true"])
     again = json.loads((out / "llmrec.json").read_text())["result"]
     assert again["test"] == result["test"] and again["loss_history"] == result["loss_history"]
+
+
+def test_a_sample_of_users_and_the_untrained_reference_line(tmp_path, smollm2_tokenizer):
+    from llmrec.rerank.train import main
+
+    ds = planted_dataset(tmp_path / "walk", n_items=30, length=12)
+    retriever = tmp_path / "ease"
+    train_collab(CollabConfig(data=str(ds.path), output=str(retriever), model="ease", lambdas=[1.0], candidates=5))
+    base = tmp_path / "tiny"
+    tiny_model(len(smollm2_tokenizer)).save_pretrained(base)
+    smollm2_tokenizer.save_pretrained(base)
+    out = tmp_path / "rerank"
+    main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--max_train_rows", "8",
+          "--model_name_or_path", str(base), "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj",
+          "v_proj", "--output_dir", str(out), "--max_steps", "1", "--report_to", "none", "--use_cpu", "--scoring",
+          "inline", "--max_eval_users", "7", "--score_untrained", "true", "--lambdas", "0"])
+    result = json.loads((out / "llmrec.json").read_text())["result"]
+    names = [line["name"] for line in result["test"]]
+    assert names == ["most-popular", "retriever", "random order", "untrained llm order", "llm order",
+                     "fused (lambda 0)"]
+    assert result["test_users"] == 7 and "scoring: inline" in (out / "README.md").read_text()
+    users = [json.loads(x)["user_id"] for x in (out / "rankings-test-llm.jsonl").read_text().splitlines()]
+    assert len(users) == 7 and len(set(users)) == 7
+    fused, retriever_line = result["test"][-1], result["test"][1]
+    assert fused["ndcg@10"] == retriever_line["ndcg@10"]  # lambda 0 gives back the retriever, on the sample too

@@ -10,22 +10,23 @@ import numpy as np
 
 from llmrec.artifacts import write_jsonl
 from llmrec.data.dataset import PreparedDataset
+from llmrec.evaluation.baselines import baseline_rankings
 from llmrec.evaluation.rank import RankEvalConfig, evaluate
 from llmrec.evaluation.result import Evaluation
 from llmrec.evaluation.stats import paired_permutation_test
 from llmrec.rerank.fusion import choose_lambda, fuse
 from llmrec.rerank.rows import RerankRow
-from llmrec.rerank.verbalizer import letter_scores, render_prompt
+from llmrec.rerank.verbalizer import Verbalizer, render_prompt
 
 
-def tokenize_rows(tokenizer: Any, rows: list[RerankRow], titles: list[str], show_ranks: bool,
-                  system: str | None) -> list[list[int]]:
-    conversations = [render_prompt([titles[i] for i in r.history], [titles[i] for i in r.candidates],
-                                   r.ranks if show_ranks else None, system) for r in rows]
-    return tokenizer.apply_chat_template(conversations, tokenize=True, add_generation_prompt=True, return_dict=False)
+def encode_rows(verbalizer: Verbalizer, rows: list[RerankRow], titles: list[str], show_ranks: bool,
+                system: str | None) -> list[dict[str, list[int]]]:
+    """Each row's prompt, encoded for the verbalizer ({"input_ids"}, and "positions" for inline scoring)."""
+    return verbalizer.encode([render_prompt([titles[i] for i in r.history], [titles[i] for i in r.candidates],
+                                            r.ranks if show_ranks else None, system) for r in rows])
 
 
-def llm_scores(model: Any, tokenizer: Any, rows: list[RerankRow], titles: list[str], show_ranks: bool,
+def llm_scores(model: Any, verbalizer: Verbalizer, rows: list[RerankRow], titles: list[str], show_ranks: bool,
                system: str | None, batch_size: int = 16, orders: int = 2) -> np.ndarray:
     """(U, N) LLM scores of each row's candidates (in the row's order), averaged over `orders` orderings of
     the prompt: as given, then reversed, against the letters' position bias."""
@@ -35,8 +36,8 @@ def llm_scores(model: Any, tokenizer: Any, rows: list[RerankRow], titles: list[s
         order = np.arange(n)[::-1] if flip else np.arange(n)
         shown = [RerankRow(r.user_id, r.history, [r.candidates[i] for i in order], [r.ranks[i] for i in order],
                            [r.retriever_scores[i] for i in order], -1) for r in rows]
-        scores = letter_scores(model, tokenizer, tokenize_rows(tokenizer, shown, titles, show_ranks, system), n,
-                               batch_size, progress=True).numpy()  # (U, N) in the shown order
+        scores = verbalizer.scores(model, encode_rows(verbalizer, shown, titles, show_ranks, system), batch_size,
+                                   progress=True).numpy()  # (U, N) in the shown order
         total[:, order] += scores
     return total / orders
 
@@ -45,30 +46,37 @@ def order_records(rows: list[RerankRow], order: np.ndarray, item_ids: list[str])
     return [{"user_id": r.user_id, "ranked_items": [item_ids[r.candidates[i]] for i in o]} for r, o in zip(rows, order)]
 
 
-def candidate_orders(rows: list[RerankRow], llm: np.ndarray, lam: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """(U, N) orders of each row's candidates: the retriever's, a random one, the LLM's own and the fused one,
-    keyed by the name the summary prints (the fused key ends in its lambda)."""
+def candidate_orders(rows: list[RerankRow], llm: np.ndarray, lam: float, seed: int = 0,
+                     untrained: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """(U, N) orders of each row's candidates: the retriever's, a random one, the untrained model's (when its
+    `untrained` scores are given), the LLM's own and the fused one, keyed by the name the summary prints
+    (the fused key ends in its lambda)."""
     retriever = np.array([r.retriever_scores for r in rows])
     n = retriever.shape[1]
     rng = np.random.default_rng(seed)
+    before = {} if untrained is None else {"untrained llm order": np.argsort(-untrained, axis=1, kind="stable")}
     return {"retriever": np.tile(np.arange(n), (len(rows), 1)),
             "random order": np.stack([rng.permutation(n) for _ in rows]),
+            **before,
             "llm order": np.argsort(-llm, axis=1, kind="stable"),
             f"fused (lambda {lam:g})": fuse(retriever, llm, lam)}
 
 
 def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], orders: dict[str, np.ndarray], split: str,
-                   save_to: Path | None = None) -> dict[str, Evaluation]:
-    """Each order of the same candidates, scored on `split`; with `save_to`, also written there as
+                   save_to: Path | None = None, sampled: bool = False) -> dict[str, Evaluation]:
+    """Most-popular, then each order of the same candidates, scored on `split` (`sampled`: over the rows' users
+    alone, a sample of the split's); with `save_to`, the orders are also written there as
     rankings-{split}-{retriever,random,llm,fused}.jsonl, files `llmrec eval rank` scores the same way."""
     config = RankEvalConfig(data=str(dataset.path), output="", split=split, ks=[5, 10, 20])
+    users = {r.user_id for r in rows} if sampled else None
     item_ids = dataset.items["item_id"].to_pylist()
-    results = {}
+    n = len(rows[0].candidates)
+    results = {"most-popular": evaluate(dataset, baseline_rankings(dataset, split, n, "most_popular"), config, users)}
     for name, order in orders.items():
         records = order_records(rows, order, item_ids)
         if save_to is not None:
             write_jsonl(save_to / f"rankings-{split}-{name.split()[0]}.jsonl", records)
-        results[name] = evaluate(dataset, records, config)
+        results[name] = evaluate(dataset, records, config, users)
     return results
 
 
@@ -77,15 +85,18 @@ def pick_lambda(rows: list[RerankRow], llm: np.ndarray, grid: list[float]) -> tu
     return choose_lambda(retriever, llm, np.array([r.label for r in rows]), grid)
 
 
+REFERENCES = ("retriever", "random order", "most-popular")
+
+
 def summary(results: dict[str, Evaluation]) -> list[dict[str, Any]]:
-    """One line per order: metrics with CIs, and paired p-values against the retriever and the random order."""
-    base, random = results["retriever"], results["random order"]
+    """One line per result: metrics with CIs, and paired p-values (NDCG@10) against each of REFERENCES,
+    keyed p_vs_retriever, p_vs_random_order, p_vs_most_popular."""
     out = []
     for name, ev in results.items():
         line = {"name": name, **{k: ev.metrics[k] for k in ("ndcg@5", "ndcg@10", "ndcg@20", "recall@10", "mrr@10")}}
-        for ref_name, ref in (("retriever", base), ("random order", random)):
+        for ref_name, ref in ((n, results[n]) for n in REFERENCES):
             if ref is not ev:
-                line[f"p_vs_{ref_name.replace(' ', '_')}"] = paired_permutation_test(
+                line[f"p_vs_{ref_name.replace(' ', '_').replace('-', '_')}"] = paired_permutation_test(
                     ref.per_user["ndcg@10"], ev.per_user["ndcg@10"])
         out.append(line)
     return out

@@ -22,7 +22,8 @@ from trl import ModelConfig, get_peft_config
 from llmrec.artifacts import read_json, write_json
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.evaluation.sampling import sample_positions
+from llmrec.errors import LlmrecError, check_at_least
 from llmrec.hardware import HardwareDefaults, pick_device
 from llmrec.hub.load import load_for_inference, merged
 from llmrec.hub.resolve import resolve_model
@@ -33,10 +34,10 @@ from llmrec.rerank.evaluate import (
     llm_scores,
     pick_lambda,
     summary,
-    tokenize_rows,
+    encode_rows,
 )
 from llmrec.rerank.rows import eval_rows, train_rows
-from llmrec.rerank.verbalizer import left_pad, letter_ids, letter_logits
+from llmrec.rerank.verbalizer import SCORINGS, Verbalizer, shorten_title
 from llmrec.training.sft import check_output_dir, resume_checkpoint
 
 
@@ -47,13 +48,23 @@ class RerankArguments:
                                      "(llmrec train collab --candidates N)."})
     n_candidates: int = field(default=20, metadata={"help": "Candidates per prompt (the retriever's top N)."})
     max_history: int = field(default=10, metadata={"help": "Most recent history titles shown."})
-    max_title_chars: int = field(default=40, metadata={"help": "Longer titles are cut (short prompts: CPU time)."})
+    max_title_chars: int = field(default=40, metadata={"help": "Longer titles are cut, keeping the year (short "
+                                                       "prompts: CPU time)."})
     show_ranks: bool = field(default=False, metadata={"help": "Show the retriever's rank beside each candidate "
                                                       "(RecRanker's hint)."})
+    scoring: str = field(default="letter", metadata={"help": "How a candidate is scored in the one forward pass: "
+                                                     "'letter' (its letter's logit at the answer position, "
+                                                     "LlamaRec) or 'inline' (a ' Yes' logit read at the end of "
+                                                     "its own line).", "choices": list(SCORINGS)})
     max_train_rows: int = field(default=2000, metadata={"help": "Training prompts, spread evenly over users."})
     system_prompt: str | None = field(default="You recommend movies.", metadata={"help": "System message."})
     lambdas: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0],
                                  metadata={"help": "Fusion weights tried on validation."})
+    max_eval_users: int | None = field(default=None, metadata={"help": "Score a seeded sample of this many valid "
+                                                                "and test users (default: all); the orders are "
+                                                                "compared on the same users."})
+    score_untrained: bool = field(default=False, metadata={"help": "Also score the base model before training on "
+                                                           "the test users: the untrained reference line."})
     score_batch_size: int = field(default=16, metadata={"help": "Prompts per scoring forward pass."})
     eval_only: bool = field(default=False, metadata={"help": "Skip training: score the adapter already saved in "
                                                      "output_dir (fusion and the test comparison)."})
@@ -68,27 +79,17 @@ class RerankConfig(HardwareDefaults, TrainingArguments):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast (default: where the hardware has it)."})
 
 
-class RerankCollator:
-    """Left-pads tokenized prompts (the tokenizer's own `pad`) so each prompt ends at the last position."""
-
-    def __init__(self, tokenizer: Any):
-        self.tokenizer = tokenizer
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = left_pad(self.tokenizer, [f["input_ids"] for f in features])
-        return {**batch, "labels": torch.tensor([f["label"] for f in features])}
-
-
 class RerankTrainer(Trainer):
-    """Loss: cross-entropy of the target's letter among the N letters' logits at the last position."""
+    """Loss: cross-entropy of the target among the N candidates' logits (the verbalizer's, from one forward
+    pass); the verbalizer is also the collator."""
 
-    def __init__(self, *args: Any, letters: list[int], **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.letters = letters
+    def __init__(self, *args: Any, verbalizer: Verbalizer, **kwargs: Any):
+        super().__init__(*args, data_collator=verbalizer.collate, **kwargs)
+        self.verbalizer = verbalizer
 
     def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
-        logits = letter_logits(model, inputs["input_ids"], inputs["attention_mask"], self.letters)  # (B, N)
+        logits = self.verbalizer.logits(model, inputs)  # (B, N)
         loss = F.cross_entropy(logits, inputs["labels"])
         return (loss, logits) if return_outputs else loss
 
@@ -101,16 +102,18 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
     check_output_dir(args.output_dir)
     out = Path(args.output_dir)
     dataset = PreparedDataset.load(r.data)
-    titles = [t[: r.max_title_chars] for t in title_strings(dataset.items)[0]]
+    titles = [shorten_title(t, r.max_title_chars) for t in title_strings(dataset.items)[0]]
     data = CollabData.from_dataset(dataset)
     rows, counts = train_rows(dataset, data, r.retriever, r.n_candidates, r.max_history, r.max_train_rows,
                               args.seed)
-    valid, test = (eval_rows(dataset, data, r.retriever, s, r.n_candidates, r.max_history) for s in ("valid", "test"))
+    valid, test = ([rows_[i] for i in sample_positions(len(rows_), r.max_eval_users, args.seed)] for rows_ in
+                   (eval_rows(dataset, data, r.retriever, s, r.n_candidates, r.max_history) for s in ("valid", "test")))
     path = resolve_model(margs.model_name_or_path or "smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    letters = letter_ids(tokenizer, r.n_candidates)
-    ids = tokenize_rows(tokenizer, rows, titles, r.show_ranks, r.system_prompt)
-    result: dict[str, Any] = {"train_rows": counts, "prompt_tokens_mean": round(sum(map(len, ids)) / len(ids), 1)}
+    verbalizer = Verbalizer(tokenizer, r.n_candidates, r.scoring)
+    encoded = encode_rows(verbalizer, rows, titles, r.show_ranks, r.system_prompt)
+    result: dict[str, Any] = {"train_rows": counts,
+                              "prompt_tokens_mean": round(sum(len(e["input_ids"]) for e in encoded) / len(encoded), 1)}
     if r.eval_only:
         if not (out / "adapter_config.json").exists() and not (out / "config.json").exists():
             raise LlmrecError(f"{out}: no trained re-ranker to score (--eval_only)")
@@ -121,9 +124,9 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         if margs.use_peft:
             model = get_peft_model(model, get_peft_config(margs))
-        train = datasets.Dataset.from_dict({"input_ids": ids, "label": [row.label for row in rows]})
-        trainer = RerankTrainer(model=model, args=args, train_dataset=train, data_collator=RerankCollator(tokenizer),
-                                processing_class=tokenizer, letters=letters)
+        train = datasets.Dataset.from_list([{**e, "label": row.label} for e, row in zip(encoded, rows)])
+        trainer = RerankTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                                verbalizer=verbalizer)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_checkpoint(args))
         result["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -137,14 +140,19 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
     start = time.perf_counter()
     # Scoring runs under the same bf16 autocast as training (2.8x the fp32 speed on an AVX512-BF16 CPU).
     with torch.autocast(pick_device().type, dtype=torch.bfloat16, enabled=bool(args.bf16)):
-        valid_llm = llm_scores(scorer, tokenizer, valid, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
-        test_llm = llm_scores(scorer, tokenizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
+        valid_llm = llm_scores(scorer, verbalizer, valid, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
+        test_llm = llm_scores(scorer, verbalizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
+        untrained = None
+        if r.score_untrained:
+            base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device()).eval()
+            untrained = llm_scores(base, verbalizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size)
     lam, by_lambda = pick_lambda(valid, valid_llm, r.lambdas)
     result["score_seconds"] = round(time.perf_counter() - start, 1)
-    orders = candidate_orders(test, test_llm, lam, args.seed)
+    orders = candidate_orders(test, test_llm, lam, args.seed, untrained)
     result.update(fusion_lambda=lam, valid_ndcg_by_lambda=by_lambda,
-                  test=summary(compare_orders(dataset, test, orders, "test", save_to=out)),
-                  test_targets_in_candidates=sum(row.label >= 0 for row in test) / len(test))
+                  test=summary(compare_orders(dataset, test, orders, "test", save_to=out,
+                                               sampled=r.max_eval_users is not None)),
+                  test_users=len(test), test_targets_in_candidates=sum(row.label >= 0 for row in test) / len(test))
     write_json(out / "llmrec.json", {"rerank": dataclasses.asdict(r), "base_model": margs.model_name_or_path,
                                      "result": result})
     write_model_card(out, r, args, margs, result)
@@ -171,7 +179,8 @@ def write_model_card(out: Path, r: RerankArguments, args: RerankConfig, margs: M
     lines = ["---", "library_name: peft" if margs.use_peft else "library_name: transformers",
              "tags: [llmrec, recommendation, reranking]", f"base_model: {margs.model_name_or_path}", "---",
              "# LLM re-ranker trained with llmrec", "",
-             f"- **Retriever:** `{r.retriever}`, top {r.n_candidates} candidates; ranks shown: {r.show_ranks}",
+             f"- **Retriever:** `{r.retriever}`, top {r.n_candidates} candidates; ranks shown: {r.show_ranks}; "
+             f"scoring: {r.scoring}",
              f"- **Data:** `{r.data}`; {result['train_rows']['rows']} training prompts from training prefixes "
              f"(~{result['prompt_tokens_mean']:.0f} tokens each), history <= {r.max_history} titles",
              f"- **Training:** lr {args.learning_rate}, batch {args.per_device_train_batch_size}, bf16 {args.bf16}, "
@@ -184,14 +193,16 @@ def write_model_card(out: Path, r: RerankArguments, args: RerankConfig, margs: M
 
 
 def format_summary(lines: list[dict[str, Any]]) -> str:
-    rows = [f"{'order of the same candidates':<28}{'ndcg@10':>26}{'recall@10':>10}{'p vs retriever':>16}"
-            f"{'p vs random':>13}"]
+    """The summary as a table: NDCG@10 with its CI, Recall@10, and the paired p-values against the references."""
+    refs = [("p vs retriever", "p_vs_retriever"), ("p vs random", "p_vs_random_order"),
+            ("p vs most-pop", "p_vs_most_popular")]
+    rows = [f"{'order of the same candidates':<28}{'ndcg@10':>26}{'recall@10':>10}"
+            + "".join(f"{title:>16}" for title, _ in refs)]
     for line in lines:
         m = line["ndcg@10"]
-        p1, p2 = line.get("p_vs_retriever"), line.get("p_vs_random_order")
         rows.append(f"{line['name']:<28}{m['value']:>8.4f} [{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]"
-                    f"{line['recall@10']['value']:>10.4f}{'-' if p1 is None else f'{p1:.4f}':>16}"
-                    f"{'-' if p2 is None else f'{p2:.4f}':>13}")
+                    f"{line['recall@10']['value']:>10.4f}"
+                    + "".join(f"{'-' if line.get(key) is None else f'{line[key]:.4f}':>16}" for _, key in refs))
     return "\n".join(rows)
 
 
@@ -199,15 +210,15 @@ def main(argv: list[str] | None = None) -> None:
     from llmrec.cli import parse_args
 
     r, args, margs = parse_args((RerankArguments, RerankConfig, ModelConfig), argv, prog="recipes/rerank.py")
-    if r.n_candidates < 2:
-        raise LlmrecError("--n_candidates must be at least 2")
+    check_at_least(r, {"n_candidates": 2, "max_eval_users": 1})
     result = train_rerank(r, args, margs)
     losses = result.get("loss_history")
     if losses:
         print(f"loss {losses[0][1]:.3f} (step {losses[0][0]}) -> {losses[-1][1]:.3f} (step {losses[-1][0]}); "
               f"chance is ln {r.n_candidates} = {torch.tensor(r.n_candidates).log():.3f}")
     if "test" in result:
-        print(f"test: target among the {r.n_candidates} candidates for {result['test_targets_in_candidates']:.2%} "
-              f"of users; lambda {result['fusion_lambda']:g} chosen on validation; scoring {result['score_seconds']} s")
+        print(f"test: {result['test_users']} users; target among the {r.n_candidates} candidates for "
+              f"{result['test_targets_in_candidates']:.2%} of them; lambda {result['fusion_lambda']:g} chosen on "
+              f"validation; scoring {result['score_seconds']} s")
         print(format_summary(result["test"]))
     print(f"saved {args.output_dir}")
