@@ -82,8 +82,8 @@ def test_each_candidate_gets_the_score_of_the_line_it_is_printed_on(model, smoll
     backward = MANUAL[scoring](model, smollm2_tokenizer, render_prompt(
         ["Film 1", "Film 2"], ["Film 7", "Film 6", "Film 5", "Film 4"], None, None), 4)
     # Film 4 is A in the first prompt and D in the second; Film 7 is D, then A.
-    expected = [(forward[i] + backward[3 - i]).item() / 2 for i in range(4)]
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(got[0], forward.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[1], backward.numpy()[::-1], atol=1e-5)
     assert "A. Film 7" in render_prompt([], ["Film 7"], None, None)[0]["content"]
 
 
@@ -164,7 +164,8 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
           "v_proj", "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
           "--report_to", "none", "--lambdas", "0", "1", "--use_cpu"])
     result = json.loads((out / "llmrec.json").read_text())["result"]
-    assert [line["name"] for line in result["test"]][:4] == ["most-popular", "retriever", "random order", "llm order"]
+    assert [line["name"] for line in result["test"]][:5] == ["most-popular", "retriever", "random order",
+                                                             "llm order, 1 ordering", "llm order"]
     assert all("p_vs_most_popular" in line for line in result["test"][1:])
     assert result["fusion_lambda"] in (0.0, 1.0) and (out / "adapter_config.json").exists()
     assert "lambda" in (out / "README.md").read_text()
@@ -172,7 +173,7 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
     # Each order is also a rankings file that `llmrec eval rank` scores to the same figure.
     from llmrec.cli import run
 
-    for line, kind in zip(result["test"][1:], ("retriever", "random", "llm", "fused")):
+    for line, kind in zip(result["test"][1:], ("retriever", "random", "llm-1-ordering", "llm", "fused")):
         report = tmp_path / f"report-{kind}"
         assert run("llmrec.evaluation.rank", ["--data", str(ds.path), "--rankings",
                                               str(out / f"rankings-test-{kind}.jsonl"), "--output", str(report)]) == 0
@@ -201,8 +202,8 @@ def test_a_sample_of_users_and_the_untrained_reference_line(tmp_path, smollm2_to
           "inline", "--max_eval_users", "7", "--score_untrained", "true", "--lambdas", "0"])
     result = json.loads((out / "llmrec.json").read_text())["result"]
     names = [line["name"] for line in result["test"]]
-    assert names == ["most-popular", "retriever", "random order", "untrained llm order", "llm order",
-                     "fused (lambda 0)"]
+    assert names == ["most-popular", "retriever", "random order", "untrained llm order", "llm order, 1 ordering",
+                     "llm order", "fused (lambda 0)"]
     assert result["test_users"] == 7 and "scoring: inline" in (out / "README.md").read_text()
     users = [json.loads(x)["user_id"] for x in (out / "rankings-test-llm.jsonl").read_text().splitlines()]
     assert len(users) == 7 and len(set(users)) == 7

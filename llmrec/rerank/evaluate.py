@@ -28,18 +28,18 @@ def encode_rows(verbalizer: Verbalizer, rows: list[RerankRow], titles: list[str]
 
 def llm_scores(model: Any, verbalizer: Verbalizer, rows: list[RerankRow], titles: list[str], show_ranks: bool,
                system: str | None, batch_size: int = 16, orders: int = 2) -> np.ndarray:
-    """(U, N) LLM scores of each row's candidates (in the row's order), averaged over `orders` orderings of
-    the prompt: as given, then reversed, against the letters' position bias."""
+    """(U, O, N) LLM scores of each row's candidates (in the row's order) from each of `orders` orderings of
+    the prompt: as given, then reversed. Their mean over O counters the position bias."""
     n = len(rows[0].candidates)
-    total = np.zeros((len(rows), n))
+    total = np.zeros((len(rows), orders, n))
     for flip in range(orders):
         order = np.arange(n)[::-1] if flip else np.arange(n)
         shown = [RerankRow(r.user_id, r.history, [r.candidates[i] for i in order], [r.ranks[i] for i in order],
                            [r.retriever_scores[i] for i in order], -1) for r in rows]
         scores = verbalizer.scores(model, encode_rows(verbalizer, shown, titles, show_ranks, system), batch_size,
                                    progress=True).numpy()  # (U, N) in the shown order
-        total[:, order] += scores
-    return total / orders
+        total[:, flip, order] = scores
+    return total
 
 
 def order_records(rows: list[RerankRow], order: np.ndarray, item_ids: list[str]) -> list[dict[str, Any]]:
@@ -48,18 +48,31 @@ def order_records(rows: list[RerankRow], order: np.ndarray, item_ids: list[str])
 
 def candidate_orders(rows: list[RerankRow], llm: np.ndarray, lam: float, seed: int = 0,
                      untrained: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """(U, N) orders of each row's candidates: the retriever's, a random one, the untrained model's (when its
-    `untrained` scores are given), the LLM's own and the fused one, keyed by the name the summary prints
-    (the fused key ends in its lambda)."""
+    """(U, N) orders of each row's candidates, keyed by the name the summary prints: the retriever's, a random
+    one, the untrained model's (when its (U, O, N) `untrained` scores are given), the LLM's own from the
+    first prompt ordering alone (when `llm`, (U, O, N), has several), the LLM's own averaged over orderings,
+    and the fused one (its key ends in its lambda)."""
     retriever = np.array([r.retriever_scores for r in rows])
     n = retriever.shape[1]
     rng = np.random.default_rng(seed)
-    before = {} if untrained is None else {"untrained llm order": np.argsort(-untrained, axis=1, kind="stable")}
-    return {"retriever": np.tile(np.arange(n), (len(rows), 1)),
-            "random order": np.stack([rng.permutation(n) for _ in rows]),
-            **before,
-            "llm order": np.argsort(-llm, axis=1, kind="stable"),
-            f"fused (lambda {lam:g})": fuse(retriever, llm, lam)}
+    orders = {"retriever": np.tile(np.arange(n), (len(rows), 1)),
+              "random order": np.stack([rng.permutation(n) for _ in rows])}
+    if untrained is not None:
+        orders["untrained llm order"] = by_score(untrained.mean(1))
+    if llm.shape[1] > 1:
+        orders["llm order, 1 ordering"] = by_score(llm[:, 0])
+    orders["llm order"] = by_score(llm.mean(1))
+    orders[f"fused (lambda {lam:g})"] = fuse(retriever, llm.mean(1), lam)
+    return orders
+
+
+def by_score(scores: np.ndarray) -> np.ndarray:
+    """(U, N) scores -> (U, N) candidate indices, best first (ties keep the retriever's order)."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+ORDER_FILES = {"retriever": "retriever", "random order": "random", "untrained llm order": "untrained",
+               "llm order, 1 ordering": "llm-1-ordering", "llm order": "llm", "fused": "fused"}
 
 
 def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], orders: dict[str, np.ndarray], split: str,
@@ -75,14 +88,15 @@ def compare_orders(dataset: PreparedDataset, rows: list[RerankRow], orders: dict
     for name, order in orders.items():
         records = order_records(rows, order, item_ids)
         if save_to is not None:
-            write_jsonl(save_to / f"rankings-{split}-{name.split()[0]}.jsonl", records)
+            write_jsonl(save_to / f"rankings-{split}-{ORDER_FILES[name.split(' (')[0]]}.jsonl", records)
         results[name] = evaluate(dataset, records, config, users)
     return results
 
 
 def pick_lambda(rows: list[RerankRow], llm: np.ndarray, grid: list[float]) -> tuple[float, dict[float, float]]:
+    """`llm`: (U, O, N) scores per ordering; fusion uses their mean."""
     retriever = np.array([r.retriever_scores for r in rows])
-    return choose_lambda(retriever, llm, np.array([r.label for r in rows]), grid)
+    return choose_lambda(retriever, llm.mean(1), np.array([r.label for r in rows]), grid)
 
 
 REFERENCES = ("retriever", "random order", "most-popular")

@@ -122,12 +122,15 @@ class Verbalizer:
     @torch.no_grad()
     def scores(self, model: Any, prompts: list[dict[str, list[int]]], batch_size: int = 16,
                progress: bool = False) -> torch.Tensor:
-        """Encoded prompts -> (P, N) log-softmax over each prompt's candidates."""
+        """Encoded prompts -> (P, N) log-softmax over each prompt's candidates. Batches hold prompts of similar
+        length (less padding to compute); the rows come back in the prompts' order."""
         from tqdm.auto import tqdm
 
         device = next(model.parameters()).device
-        out = []
+        by_length = sorted(range(len(prompts)), key=lambda i: len(prompts[i]["input_ids"]))
+        out = torch.zeros(len(prompts), self.n)
         for a in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="scoring"):
-            batch = {k: v.to(device) for k, v in self.collate(prompts[a : a + batch_size]).items()}
-            out.append(self.logits(model, batch).log_softmax(-1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.n)
+            chunk = by_length[a : a + batch_size]
+            batch = {k: v.to(device) for k, v in self.collate([prompts[i] for i in chunk]).items()}
+            out[chunk] = self.logits(model, batch).log_softmax(-1).cpu()
+        return out
