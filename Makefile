@@ -27,18 +27,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/llmrec data prepare --config data_prep/configs/ml-100k.yaml --output $(DEMO_DIR)/dataset
 	$(BIN)/llmrec eval rank --data $(DEMO_DIR)/dataset --baseline most_popular --output $(DEMO_DIR)/report-most-popular --overwrite
-	$(BIN)/llmrec index build --data $(DEMO_DIR)/dataset --method rqkmeans --output $(DEMO_DIR)/index-rqkmeans --overwrite
-	# The main job: SmolLM2-135M + LoRA on next-title prompts (~13 min on 2 CPU cores; resumes if interrupted).
-	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml --num_cpu_threads_per_process $(THREADS) recipes/sft.py \
-		--config recipes/configs/ml-100k/smollm2-lora-titles.yaml --data $(DEMO_DIR)/dataset --output_dir $(DEMO_DIR)/sft-lora-titles
-	$(BIN)/llmrec eval rank --checkpoint $(DEMO_DIR)/sft-lora-titles --data $(DEMO_DIR)/dataset --split test \
-		--max_users 100 --output $(DEMO_DIR)/report-sft-lora-titles --overwrite
+	# The retriever: SASRec on the training split, each split's top 20 exported as candidates (~2 min).
+	$(BIN)/llmrec train collab --config recipes/configs/ml-100k/sasrec.yaml --data $(DEMO_DIR)/dataset \
+		--output $(DEMO_DIR)/sasrec --candidates 20 --overwrite
+	# The main job: SmolLM2-135M + LoRA re-ranking SASRec's top 20 (~12 min on 2 CPU cores; resumes if interrupted).
+	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml --num_cpu_threads_per_process $(THREADS) recipes/rerank.py \
+		--config recipes/configs/ml-100k/smollm2-rerank-demo.yaml --data $(DEMO_DIR)/dataset \
+		--retriever $(DEMO_DIR)/sasrec --output_dir $(DEMO_DIR)/rerank-smollm2
 	@echo
 	@echo "outputs: $(DEMO_DIR)/dataset                  prepared ml-100k (parquet, split.json, stats.json)"
 	@echo "         $(DEMO_DIR)/report-most-popular      most-popular baseline, all 943 test users"
-	@echo "         $(DEMO_DIR)/index-rqkmeans           semantic IDs (items.jsonl, stats.json)"
-	@echo "         $(DEMO_DIR)/sft-lora-titles          LoRA adapter, tokenizer, item_index/, model card README.md"
-	@echo "         $(DEMO_DIR)/report-sft-lora-titles   the fine-tuned model on 100 sampled test users"
+	@echo "         $(DEMO_DIR)/sasrec                   SASRec (model, model card) and candidates-{train,valid,test}.jsonl"
+	@echo "         $(DEMO_DIR)/rerank-smollm2           LoRA adapter, model card README.md, rankings-test-*.jsonl per order"
 
 test: install
 	$(BIN)/ruff check llmrec tests bench data_prep eval recipes

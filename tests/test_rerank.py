@@ -8,6 +8,7 @@ import torch
 
 from conftest import tiny_model
 from llmrec.collab import CollabConfig, CollabData, train_collab
+from llmrec.errors import LlmrecError
 from llmrec.rerank.evaluate import encode_rows, llm_scores
 from llmrec.rerank.fusion import choose_lambda, fuse
 from llmrec.rerank.rows import RerankRow, eval_rows, train_rows
@@ -209,3 +210,7 @@ def test_a_sample_of_users_and_the_untrained_reference_line(tmp_path, smollm2_to
     assert len(users) == 7 and len(set(users)) == 7
     fused, retriever_line = result["test"][-1], result["test"][1]
     assert fused["ndcg@10"] == retriever_line["ndcg@10"]  # lambda 0 gives back the retriever, on the sample too
+    with pytest.raises(LlmrecError, match="score_orders"):
+        main(["--data", str(ds.path), "--retriever", str(retriever), "--output_dir", str(tmp_path / "x"),
+              "--score_orders", "3"])
+    assert not (tmp_path / "x").exists()
