@@ -88,6 +88,26 @@ def test_one_expert_with_a_constant_gate_is_plain_peft_lora(smollm2_tokenizer, s
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+def test_a_uniform_gate_over_k_experts_is_plain_lora_with_the_experts_folded_in(smollm2_tokenizer, shape):
+    """The formulas with K = 3 and the cold-start gate 1/3: iLoRA gives s * B diag(1/3) A x, i.e. plain LoRA with
+    B / 3 (scaling alpha / r over the total rank); RecLoRA with three copies of A gives A_p = A, i.e. plain
+    LoRA with A and the shared B (scaling alpha / r over each meta-LoRA's rank)."""
+    vocab, r = len(smollm2_tokenizer), 6 if shape == "ilora" else 2
+    lora = LoraConfig(r=r, lora_alpha=8, target_modules=TARGETS)
+    plain = get_peft_model(tiny_model(vocab), lora)
+    randomize_b(plain)
+    state = get_peft_model_state_dict(plain)
+    folded = {k: (v.repeat(3, 1) if shape == "reclora" and "lora_A" in k else
+                  v * 3 if shape == "ilora" and "lora_B" in k else v) for k, v in state.items()}
+    personal = personalize(tiny_model(vocab), lora, PLoRASettings(n_experts=3, shape=shape), IdUsers(["u0"], 8))
+    assert not set_peft_model_state_dict(personal, folded).unexpected_keys
+    ids = prompt_ids(smollm2_tokenizer, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(personal(input_ids=ids, user_input=torch.tensor([-1, -1])).logits,
+                                   plain(input_ids=ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_users_in_one_batch_get_their_own_outputs(smollm2_tokenizer, sasrec_folder, catalog, shape):
     model = sasrec_model(smollm2_tokenizer, sasrec_folder, shape).eval()
     histories = history_positions([["m1", "m2", "m3"], ["m7", "m8"], ["m4", "m10", "m0", "m5"]], catalog)
@@ -118,6 +138,9 @@ def test_gradients_reach_the_router_and_every_expert_with_and_without_checkpoint
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-4, atol=1e-6)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    with pytest.raises(LlmrecError, match="non-reentrant"):  # it would fail in backward, on the shared gate
+        model(input_ids=ids, labels=ids, user_input=histories)
     router = [g for n, g in plain.items() if "personalizer.router" in n]
     assert len(router) == 4 and all(g.abs().sum() > 0 for g in router)
     experts = [(n, g) for n, g in plain.items() if "lora_A" in n]

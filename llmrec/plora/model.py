@@ -87,9 +87,20 @@ class Personalizer(nn.Module):
             self.slot.pinned, self.slot.gate = False, None
 
 
+def reentrant_checkpointing(model: nn.Module) -> bool:
+    """Whether a layer of `model` checkpoints with use_reentrant=True. Reentrant recomputation backpropagates
+    into the shared gate once per layer through a graph already freed, so personalized LoRA refuses it."""
+    return any(getattr(m, "gradient_checkpointing", False)
+               and getattr(getattr(m, "_gradient_checkpointing_func", None), "keywords", {}).get("use_reentrant")
+               for m in model.modules())
+
+
 def _gate_hook(personalizer: Personalizer):
     def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
         user_input = kwargs.pop(USER_INPUT, None)
+        if module.training and torch.is_grad_enabled() and reentrant_checkpointing(module):
+            raise LlmrecError("personalized LoRA needs non-reentrant gradient checkpointing (transformers' default):"
+                              " remove use_reentrant: true from gradient_checkpointing_kwargs")
         if user_input is not None:
             personalizer.set_gate(user_input)
         elif not personalizer.slot.pinned:
