@@ -256,3 +256,22 @@ def test_one_trainer_step_moves_the_router_and_not_the_encoder(smollm2_tokenizer
     assert {n for n in before if "personalizer.router" in n} <= moved
     assert any("lora_A" in n for n in moved)
     assert not any("encoder" in n or ("lora_" not in n and "router" not in n) for n in moved)
+
+
+def test_beam_search_generation_inside_gate_for_matches_each_user_alone(smollm2_tokenizer):
+    """transformers' generate expands each prompt into beams; each beam reads its own user's gate."""
+    users = IdUsers(["a", "b"], 8)
+    model = personalize(tiny_model(len(smollm2_tokenizer), initializer_range=0.5), LORA, PLoRASettings(n_experts=2),
+                        users).eval()
+    randomize_b(model, std=2.0)
+    ids, who = prompt_ids(smollm2_tokenizer, 2), users.rows(["a", "b"])
+
+    def generate(rows: slice) -> torch.Tensor:
+        with model.personalizer.gate_for(who[rows]), torch.no_grad():
+            return model.generate(input_ids=ids[rows], attention_mask=torch.ones_like(ids[rows]), max_new_tokens=4,
+                                  num_beams=3, do_sample=False, pad_token_id=2)
+
+    together = generate(slice(0, 2))
+    assert together[0].tolist() == generate(slice(0, 1))[0].tolist()
+    assert together[1].tolist() == generate(slice(1, 2))[0].tolist()
+    assert together[0].tolist() != together[1].tolist()

@@ -3,12 +3,15 @@ forward pass.
 
     model = personalize(base, LoraConfig(r=8, target_modules=[...]), PLoRASettings(n_experts=4), users)
     model(input_ids=..., labels=..., user_input=...)      # user_input: see llmrec.plora.users
+    with model.personalizer.gate_for(user_input):          # generation
+        model.generate(input_ids=..., num_beams=4)
 
 `personalize` registers the layer class with PEFT (`LoraConfig._register_custom_module`), wraps the model with
 `get_peft_model`, attaches the `Personalizer` (user source + router, the only non-LoRA weights) to the PEFT
 model, and adds a forward pre-hook to the transformers model that takes `user_input` out of the keyword
-arguments, computes the gate and puts it in the layers' `GateSlot`. The hook sits on the transformers model,
-so the PEFT model's forward and `generate` both reach it (generate expands `user_input` with the prompts).
+arguments, computes the gate and puts it in the layers' `GateSlot`. transformers' `generate` refuses unknown
+keyword arguments, so generation runs inside `model.personalizer.gate_for(user_input)`: the layers repeat each
+user's gate over that prompt's beams or samples (`GateSlot.read`).
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ def personalize(model: nn.Module, lora_config: LoraConfig, settings: PLoRASettin
 
     lora_config.r is the total rank for iLoRA (K experts of rank r / K) and each meta-LoRA's rank for RecLoRA.
     The returned PEFT model holds the `Personalizer` as `.personalizer` (trainable router; a learned id table
-    trains too, a SASRec encoder stays frozen). Pass `user_input` to each forward call (or to `generate`)."""
+    trains too, a SASRec encoder stays frozen). Pass `user_input` to each forward call; generate inside
+    `gate_for(user_input)`."""
     settings.check()
     config = copy.deepcopy(lora_config)
     config._register_custom_module({nn.Linear: personal_linear(settings.shape, settings.n_experts)})
