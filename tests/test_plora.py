@@ -8,7 +8,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from conftest import tiny_model
+from conftest import synthetic_dataset, tiny_model
 from llmrec.collab import CollabConfig, load_collab, train_collab
 from llmrec.errors import LlmrecError
 from llmrec.plora import (IdUsers, PersonalLinear, PLoRASettings, SasrecUsers, gate_weights, history_positions,
@@ -275,3 +275,92 @@ def test_beam_search_generation_inside_gate_for_matches_each_user_alone(smollm2_
     assert together[0].tolist() == generate(slice(0, 1))[0].tolist()
     assert together[1].tolist() == generate(slice(1, 2))[0].tolist()
     assert together[0].tolist() != together[1].tolist()
+
+
+@pytest.fixture(scope="module")
+def recipe_setup(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """A synthetic dataset, a SASRec trained on it 2 epochs, a tiny Llama saved with SmolLM2's tokenizer."""
+    root = tmp_path_factory.mktemp("plora-recipe")
+    ds = synthetic_dataset(root, n_users=20, n_items=24)
+    train_collab(CollabConfig(data=str(ds.path), output=str(root / "sasrec"), epochs=2, patience=2,
+                              **small_sasrec()))
+    tiny_model(len(smollm2_tokenizer)).save_pretrained(root / "tiny")
+    smollm2_tokenizer.save_pretrained(root / "tiny")
+    return root
+
+
+def recipe_argv(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--data", str(root / "ds"), "--model_name_or_path", str(root / "tiny"), "--output_dir", str(out),
+            "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj", "down_proj",
+            "--n_experts", "2", "--encoder", str(root / "sasrec"), "--max_steps", "2",
+            "--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--logging_steps", "1",
+            "--save_steps", "1", "--report_to", "none", "--max_history", "3", "--dtype", "float32", "--bf16",
+            "false", "--final_eval", "false", *extra]
+
+
+@pytest.mark.parametrize("shape,repr_kind", [("ilora", "sasrec"), ("reclora", "id")])
+def test_recipe_trains_two_steps_and_saves_a_loadable_folder(recipe_setup, tmp_path, capsys, shape, repr_kind):
+    from safetensors.torch import load_file
+
+    from llmrec.plora.train import main
+
+    out = tmp_path / "out"
+    main(recipe_argv(recipe_setup, out, "--shape", shape, "--user_repr", repr_kind))
+    assert "saved" in capsys.readouterr().out
+    info = json.loads((out / "plora.json").read_text())
+    assert (info["shape"], info["user_repr"], info["n_experts"]) == (shape, repr_kind, 2)
+    first, second = (load_file(out / f"checkpoint-{n}" / "plora.safetensors") for n in (1, 2))
+    # Step 1 moves B away from zero; from step 2 the router has a gradient, and the checkpoints hold it.
+    assert any(not torch.equal(first[k], second[k]) for k in first if k.startswith("router."))
+    assert all(torch.equal(load_file(out / "plora.safetensors")[k], second[k]) for k in second)
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.hub.load import load_for_inference
+
+    with pytest.raises(LlmrecError, match="personalized LoRA"):  # not silently a plain LoRA of summed experts
+        load_for_inference(out)
+    model = load_plora(AutoModelForCausalLM.from_pretrained(recipe_setup / "tiny"), out)
+    user_input = torch.tensor([[0, 1, -1]]) if repr_kind == "sasrec" else torch.tensor([0])
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[5, 6, 7]]), user_input=user_input)
+
+
+def test_resumed_recipe_ends_with_the_uninterrupted_runs_gate_and_adapter(recipe_setup, tmp_path, monkeypatch):
+    """Killed after checkpoint-2 (the router has moved by then: step 1 only moves B off zero), then run again."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from llmrec.plora import train as plora_train
+
+    three = ("--max_steps", "3")
+    plora_train.main(recipe_argv(recipe_setup, tmp_path / "whole", *three))
+
+    class CrashAfterStep2(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    train = plora_train.PLoRATrainer.train
+    monkeypatch.setattr(plora_train.PLoRATrainer, "train",
+                        lambda self, **kw: (self.add_callback(CrashAfterStep2()), train(self, **kw))[1])
+    with pytest.raises(KeyboardInterrupt):
+        plora_train.main(recipe_argv(recipe_setup, tmp_path / "cut", *three))
+    monkeypatch.setattr(plora_train.PLoRATrainer, "train", train)
+    plora_train.main(recipe_argv(recipe_setup, tmp_path / "cut", *three))  # the same command, run again
+    assert json.loads((tmp_path / "cut" / "llmrec.json").read_text())["result"]["resumed_from"].endswith("-2")
+    for name in ("plora.safetensors", "adapter_model.safetensors"):
+        whole, cut = load_file(tmp_path / "whole" / name), load_file(tmp_path / "cut" / name)
+        for key in whole:
+            torch.testing.assert_close(cut[key], whole[key], msg=f"{name} {key}")
+
+
+def test_recipe_refuses_what_does_not_pass_users_through(recipe_setup, tmp_path):
+    from llmrec.plora.train import main
+
+    with pytest.raises(LlmrecError, match="final_eval: false"):
+        main(recipe_argv(recipe_setup, tmp_path / "a", "--final_eval", "true"))
+    with pytest.raises(LlmrecError, match="packing: false"):
+        main(recipe_argv(recipe_setup, tmp_path / "b", "--packing", "true"))
+    with pytest.raises(LlmrecError, match="needs --encoder"):
+        main([a for a in recipe_argv(recipe_setup, tmp_path / "c") if a not in ("--encoder",
+                                                                              str(recipe_setup / "sasrec"))])

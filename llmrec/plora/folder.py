@@ -36,11 +36,9 @@ def gate_state(personalizer: Personalizer) -> dict[str, torch.Tensor]:
             if not k.startswith("users.encoder.")}
 
 
-def save_plora(model: PeftModel, folder: str | Path) -> Path:
-    """Write the adapter folder (PEFT), the gate weights and plora.json into `folder`."""
+def write_gate(personalizer: Personalizer, folder: str | Path) -> None:
+    """plora.safetensors and plora.json (PEFT writes the adapter files beside them)."""
     folder = Path(folder)
-    personalizer: Personalizer = model.personalizer
-    model.save_pretrained(folder)
     save_file(gate_state(personalizer), folder / GATE_FILE)
     users = personalizer.users
     info: dict[str, Any] = {"format": FORMAT, **vars(personalizer.settings), "user_repr": users.kind,
@@ -50,7 +48,23 @@ def save_plora(model: PeftModel, folder: str | Path) -> Path:
     elif isinstance(users, IdUsers):
         info["user_ids"] = users.user_ids
     write_json(folder / CONFIG_FILE, info)
-    return folder
+
+
+def save_plora(model: PeftModel, folder: str | Path) -> Path:
+    """Write the adapter folder (PEFT), the gate weights and plora.json into `folder`."""
+    model.save_pretrained(folder)
+    write_gate(model.personalizer, folder)
+    return Path(folder)
+
+
+def read_gate(personalizer: Personalizer, folder: str | Path, fields: str | None = None) -> None:
+    """Load plora.safetensors into `personalizer`, refusing tensors of another shape (a resumed checkpoint's too)."""
+    path, s = Path(folder) / GATE_FILE, personalizer.settings
+    fields = fields or (f"{Path(folder) / CONFIG_FILE} (field 'n_experts' = {s.n_experts}, 'repr_dim' = "
+                        f"{personalizer.users.dim}, 'router_hidden' = {s.router_hidden})")
+    gates = load_file(path)
+    _check_shapes(gates, gate_state(personalizer), path, fields)
+    personalizer.load_state_dict({k: v.to(personalizer.device) for k, v in gates.items()}, strict=False)
 
 
 def _users(info: dict[str, Any], where: Path, encoder: str | Path | None) -> UserSource:
@@ -103,11 +117,7 @@ def load_plora(model: nn.Module, folder: str | Path, is_trainable: bool = False,
     settings.check(str(where))
     personalizer = Personalizer(settings, _users(info, where, encoder))
 
-    gates = load_file(folder / GATE_FILE)
-    fields = (f"{where} (field 'n_experts' = {settings.n_experts}, 'repr_dim' = {info['repr_dim']}, "
-              f"'router_hidden' = {settings.router_hidden})")
-    _check_shapes(gates, gate_state(personalizer), folder / GATE_FILE, fields)
-    personalizer.load_state_dict(gates, strict=False)
+    read_gate(personalizer, folder)
 
     config = LoraConfig.from_pretrained(folder)
     config.inference_mode = not is_trainable

@@ -74,6 +74,10 @@ class Personalizer(nn.Module):
         gate = gate_weights(self.router(reps), s.temperature, s.top_k)  # (B, K)
         return torch.where(known[:, None], gate, torch.full_like(gate, 1.0 / s.n_experts))
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.router.parameters()).device
+
     def set_gate(self, user_input: torch.Tensor) -> torch.Tensor:
         self.slot.gate = self(user_input)
         return self.slot.gate
