@@ -354,6 +354,44 @@ def test_resumed_recipe_ends_with_the_uninterrupted_runs_gate_and_adapter(recipe
             torch.testing.assert_close(cut[key], whole[key], msg=f"{name} {key}")
 
 
+def test_eval_rank_scores_a_personalized_checkpoint_with_each_users_gate(recipe_setup, tmp_path, capsys):
+    """`llmrec eval rank --checkpoint` on a recipe folder: each beam gets its own user's input, so users ranked
+    in one batch get exactly what they get alone, and not what the cold-start gate gives."""
+    from llmrec.data import PreparedDataset
+    from llmrec.evaluation.rank import RankEvalConfig
+    from llmrec.evaluation.rank import main as eval_main
+    from llmrec.generation.ranking import checkpoint_rows, model_rankings
+    from llmrec.indexing.item_index import ItemIndex
+    from llmrec.plora.inference import load_for_ranking
+    from llmrec.plora.train import main
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "out"
+    main(recipe_argv(recipe_setup, out, "--learning_rate", "5e-2", "--max_steps", "3"))
+    eval_main(["--checkpoint", str(out), "--data", str(recipe_setup / "ds"), "--output", str(tmp_path / "report"),
+               "--split", "test", "--ks", "3", "--max_users", "6", "--n_bootstrap", "20", "--batch_size", "6"])
+    assert "6 sampled users averaged" in capsys.readouterr().out
+    report = {r["user_id"]: r["ranked_items"] for r in map(json.loads, open(tmp_path / "report" / "rankings.jsonl"))}
+
+    dataset = PreparedDataset.load(recipe_setup / "ds")
+    config = RankEvalConfig(str(recipe_setup / "ds"), "", checkpoint=str(out), split="test", ks=[3], max_users=6)
+    settings, tokenizer = json.loads((out / "llmrec.json").read_text()), AutoTokenizer.from_pretrained(out)
+    trie = ItemIndex.load(out / "item_index").trie(tokenizer)
+    rows = checkpoint_rows(settings, config, dataset, None, tokenizer)
+    model, inputs = load_for_ranking(out, settings, dataset, rows)
+    assert (inputs["user_input"] >= 0).any(1).all()  # every test user has a history the encoder knows
+    alone = model_rankings(model, tokenizer, trie, rows, 3, batch_size=1, progress=False, row_inputs=inputs)
+    batched = model_rankings(model, tokenizer, trie, rows, 3, batch_size=6, progress=False, row_inputs=inputs)
+    cold = model_rankings(model, tokenizer, trie, rows, 3, batch_size=6, progress=False,
+                          row_inputs={"user_input": torch.full_like(inputs["user_input"], -1)})
+    for a, b in zip(alone, batched):
+        assert a["ranked_items"] == b["ranked_items"]
+        kept = report[a["user_id"]]  # the report's list: the same order, the user's history items removed
+        assert kept == [i for i in a["ranked_items"] if i in kept] and len(kept) >= 1
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
+    assert any(a["scores"] != pytest.approx(c["scores"], abs=1e-4) for a, c in zip(alone, cold))
+
+
 def test_recipe_refuses_what_does_not_pass_users_through(recipe_setup, tmp_path):
     from llmrec.plora.train import main
 

@@ -67,7 +67,7 @@ def read_gate(personalizer: Personalizer, folder: str | Path, fields: str | None
     personalizer.load_state_dict({k: v.to(personalizer.device) for k, v in gates.items()}, strict=False)
 
 
-def _users(info: dict[str, Any], where: Path, encoder: str | Path | None) -> UserSource:
+def _users(info: dict[str, Any], where: Path, encoder: str | Path | None, dataset: Any = None) -> UserSource:
     from llmrec.collab.checkpoint import load_collab
 
     kind, dim = info.get("user_repr"), info.get("repr_dim")
@@ -83,7 +83,7 @@ def _users(info: dict[str, Any], where: Path, encoder: str | Path | None) -> Use
     source = encoder or info.get("encoder")
     if not source:
         raise LlmrecError(f"{where}: field 'encoder' names no SASRec folder; pass encoder=...")
-    users = SasrecUsers(load_collab(source), source)
+    users = SasrecUsers(load_collab(source, dataset), source)  # with a dataset: refuses another catalog
     if users.dim != dim:
         raise LlmrecError(f"{Path(source) / 'config.json'}: field 'dim' is {users.dim}, but {where} was trained "
                           f"with repr_dim {dim}: not the encoder this adapter was trained with")
@@ -102,9 +102,10 @@ def _check_shapes(found: dict[str, torch.Tensor], expected: dict[str, torch.Tens
 
 
 def load_plora(model: nn.Module, folder: str | Path, is_trainable: bool = False,
-               encoder: str | Path | None = None) -> PeftModel:
+               encoder: str | Path | None = None, dataset: Any = None) -> PeftModel:
     """The base `model` (a transformers model) with the personalized adapter in `folder`; `encoder` replaces
-    the SASRec folder recorded in plora.json (e.g. after moving both)."""
+    the SASRec folder recorded in plora.json (e.g. after moving both); a `dataset` (PreparedDataset) makes the
+    SASRec encoder's catalog checked against it."""
     folder = Path(folder)
     where = folder / CONFIG_FILE
     info = read_json(where)
@@ -115,7 +116,7 @@ def load_plora(model: nn.Module, folder: str | Path, is_trainable: bool = False,
     except KeyError as e:
         raise LlmrecError(f"{where}: field {e.args[0]!r} is missing") from None
     settings.check(str(where))
-    personalizer = Personalizer(settings, _users(info, where, encoder))
+    personalizer = Personalizer(settings, _users(info, where, encoder, dataset))
 
     read_gate(personalizer, folder)
 

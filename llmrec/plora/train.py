@@ -5,8 +5,9 @@ as they are; what changes: the LoRA is `personalize`d (llmrec.plora.model) inste
 a peft_config, every row gets a `user_input` column (the SASRec encoder's positions of the row's shown history,
 or the user's row in the id table), and the trainer keeps that column and collates it beside TRL's batch.
 Checkpoints and the final folder hold the gate (plora.safetensors, plora.json) beside PEFT's adapter, and a
-resumed run reloads it. Not yet: ranking evaluation during or after training (llmrec's beam search does not
-pass users through), packing (one row per user is needed).
+resumed run reloads it; `llmrec eval rank --checkpoint` ranks with the folder (llmrec.plora.inference). Not
+yet: ranking evaluation during training (the ranking callback does not pass users through), packing (one
+user per row is needed), items as new tokens (semantic IDs).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from llmrec.plora.model import USER_INPUT, PLoRASettings, personalize
 from llmrec.plora.users import IdUsers, SasrecUsers, UserSource, history_positions
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
 from llmrec.training.config import RecArguments, RecSFTConfig
-from llmrec.training.model import load_for_training, train_embedding_rows
+from llmrec.training.model import load_for_training
 from llmrec.training.sft import check_output_dir, load_index, resume_checkpoint
 
 
@@ -120,10 +121,13 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
     if args.packing or args.padding_free:
         raise LlmrecError("personalized LoRA needs one user per row: set packing: false and padding_free: false")
     if rec.ranking_eval_steps or rec.final_eval:
-        raise LlmrecError("ranking evaluation does not pass users to the beam search yet: set ranking_eval_steps: 0 "
-                          "and final_eval: false")
+        raise LlmrecError("ranking evaluation during training does not pass users through yet: set "
+                          "ranking_eval_steps: 0 and final_eval: false, then run llmrec eval rank --checkpoint")
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)
+    if index.new_tokens:
+        raise LlmrecError("personalized LoRA does not support items as new tokens (semantic IDs) yet: train on "
+                          "titles (no --index, or a title index)")
     threads = use_every_core()
     set_seed(args.seed)
     model, tokenizer, lora_config = load_for_training(margs, rec, index)
@@ -133,9 +137,6 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
     model = personalize(model, lora_config, p.settings(), users)
     trainer = PLoRATrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     trainer.data_collator = UserCollator(trainer.data_collator)
-    new_ids = tokenizer.convert_tokens_to_ids(index.new_tokens)
-    if new_ids and rec.train_new_tokens:
-        train_embedding_rows(trainer.model, new_ids)
     start, checkpoint = time.perf_counter(), resume_checkpoint(args)
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
