@@ -402,3 +402,37 @@ def test_recipe_refuses_what_does_not_pass_users_through(recipe_setup, tmp_path)
     with pytest.raises(LlmrecError, match="needs --encoder"):
         main([a for a in recipe_argv(recipe_setup, tmp_path / "c") if a not in ("--encoder",
                                                                               str(recipe_setup / "sasrec"))])
+
+
+def test_two_cpu_ranks_end_with_identical_weights_equal_to_one_process(recipe_setup, tmp_path):
+    """accelerate launch, 2 CPU ranks (gloo), 4 rows per rank and step, against one process with 8: every
+    trainable weight (LoRA experts and router) is the same on both ranks and matches the one-process run.
+    No LoRA dropout: its masks depend on how rows are split between ranks."""
+    import os
+    import subprocess
+    import sys
+
+    from llmrec.plora.train import ARG_TYPES, parse_args, train_plora
+
+    root = Path(__file__).resolve().parents[1]
+    steps = ("--max_steps", "3", "--lora_dropout", "0", "--save_strategy", "no")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(root / "recipes" / "accelerate" / "cpu-2ranks.yaml"), str(root / "tests" / "plora_ddp_worker.py"),
+           *recipe_argv(recipe_setup, tmp_path / "two", *steps)]
+    env = {**os.environ, "LLMREC_DDP_DUMP": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    assert rank0["weights"] == rank1["weights"]  # identical, not just close
+    assert any("personalizer.router" in n for n in rank0["weights"])
+    one = train_plora(*parse_args(ARG_TYPES, recipe_argv(recipe_setup, tmp_path / "one", *steps,
+                                                         "--per_device_train_batch_size", "8"), prog="test"))
+    assert [x for _, x in rank0["loss_history"]] == pytest.approx([x for _, x in one["loss_history"]], abs=1e-5)
+    from safetensors.torch import load_file
+
+    for name in ("plora.safetensors", "adapter_model.safetensors"):
+        two_w, one_w = load_file(tmp_path / "two" / name), load_file(tmp_path / "one" / name)
+        assert two_w.keys() == one_w.keys()
+        for key in one_w:
+            torch.testing.assert_close(two_w[key], one_w[key], rtol=1e-4, atol=1e-5, msg=f"{name} {key}")

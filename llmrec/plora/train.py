@@ -24,6 +24,7 @@ from transformers import set_seed
 from trl import ModelConfig, SFTTrainer
 
 from llmrec.artifacts import write_json
+from llmrec.cli import parse_args
 from llmrec.collab.checkpoint import load_collab
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
@@ -157,11 +158,11 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    from llmrec.cli import parse_args
+ARG_TYPES = (PromptBuildConfig, RecArguments, RecSFTConfig, ModelConfig, PLoRAArguments)
 
-    types = (PromptBuildConfig, RecArguments, RecSFTConfig, ModelConfig, PLoRAArguments)
-    prompts, rec, args, margs, p = parse_args(types, argv, prog="recipes/plora.py")
+
+def main(argv: list[str] | None = None) -> None:
+    prompts, rec, args, margs, p = parse_args(ARG_TYPES, argv, prog="recipes/plora.py")
     result = train_plora(prompts, rec, args, margs, p)
     losses = result["loss_history"]
     if losses:
