@@ -1,4 +1,4 @@
-"""Run by test_plora.py under `accelerate launch` with 2 CPU ranks: the plora recipe, then each rank writes the
+"""Run by test_plora_recipe.py under `accelerate launch` with 2 CPU ranks: the plora recipe, then each rank writes the
 trainable weights it ends with (router included) and its logged losses, for the test to compare across ranks
 and with a one-process run."""
 

@@ -17,7 +17,6 @@ user's gate over that prompt's beams or samples (`GateSlot.read`).
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,7 +145,3 @@ def attach(peft_model: PeftModel, personalizer: Personalizer) -> PeftModel:
     peft_model.personalizer = personalizer  # registered as a submodule: the optimizer and .to() see it
     peft_model.get_base_model().register_forward_pre_hook(_gate_hook(personalizer), with_kwargs=True)
     return peft_model
-
-
-def settings_dict(settings: PLoRASettings) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
