@@ -237,6 +237,9 @@ def test_load_refuses_mismatched_experts_and_dimensions(smollm2_tokenizer, sasre
         load_with(n_experts=4)
     with pytest.raises(LlmrecError, match="not a multiple of n_experts"):
         personalize(tiny_model(vocab), LORA, PLoRASettings(n_experts=3), IdUsers(["a"], 4))
+    with pytest.raises(LlmrecError, match="does not combine with the LoRA variant"):  # DoRA would ignore the gate
+        personalize(tiny_model(vocab), LoraConfig(r=4, use_dora=True, target_modules=TARGETS), PLoRASettings(2),
+                    IdUsers(["a"], 4))
 
 
 def test_one_trainer_step_moves_the_router_and_not_the_encoder(smollm2_tokenizer, sasrec_folder, catalog, tmp_path):

@@ -45,11 +45,13 @@ class PersonalLinear(LoraLinear):
         k = self.n_experts
         if self.shape == "ilora" and r % k:
             raise LlmrecError(f"iLoRA splits the rank into experts: lora_r {r} is not a multiple of n_experts {k}")
-        if self.shape == "ilora":
-            super().update_layer(adapter_name, r, lora_alpha, config, **kwargs)
-            return
         # RecLoRA: PEFT builds A with K * r rows (the bank); B is then replaced by the shared (out, r) matrix.
-        super().update_layer(adapter_name, k * r, lora_alpha, config, **kwargs)
+        super().update_layer(adapter_name, r if self.shape == "ilora" else k * r, lora_alpha, config, **kwargs)
+        if adapter_name in self.lora_variant:  # DoRA & co. have their own forward, which would ignore the gate
+            raise LlmrecError(f"personalized LoRA does not combine with the LoRA variant "
+                              f"{type(self.lora_variant[adapter_name]).__name__} (use_dora and the like)")
+        if self.shape == "ilora":
+            return
         a = self.lora_A[adapter_name].weight
         b = nn.Linear(r, self.out_features, bias=config.lora_bias).to(a.device, a.dtype)
         if config.init_lora_weights is not False:
