@@ -45,6 +45,9 @@ class PersonalLinear(LoraLinear):
         k = self.n_experts
         if self.shape == "ilora" and r % k:
             raise LlmrecError(f"iLoRA splits the rank into experts: lora_r {r} is not a multiple of n_experts {k}")
+        if config.init_lora_weights not in (True, False, "gaussian"):  # PiSSA, OLoRA...: rewrite W for one plain LoRA
+            raise LlmrecError(f"personalized LoRA starts from init_lora_weights true, false or gaussian, not "
+                              f"{config.init_lora_weights!r}")
         # RecLoRA: PEFT builds A with K * r rows (the bank); B is then replaced by the shared (out, r) matrix.
         super().update_layer(adapter_name, r if self.shape == "ilora" else k * r, lora_alpha, config, **kwargs)
         if adapter_name in self.lora_variant:  # DoRA & co. have their own forward, which would ignore the gate
@@ -64,7 +67,10 @@ class PersonalLinear(LoraLinear):
         self.scaling[adapter_name] = lora_alpha / (math.sqrt(r) if config.use_rslora else r)
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.disable_adapters or self.merged or kwargs.get("adapter_names") is not None:
+        if kwargs.get("adapter_names") is not None:
+            raise LlmrecError("personalized LoRA does not take adapter_names (mixed adapter batches): users pick the "
+                              "experts through the gate")
+        if self.disable_adapters or self.merged:
             return super().forward(x, *args, **kwargs)
         if self.gate_slot is None:
             raise LlmrecError("personalized LoRA layer without a gate slot: build the model with personalize()")
