@@ -29,6 +29,7 @@ COMMANDS = {
     ("train", "sft"): ("llmrec.training.sft", "fine-tune an LLM recommender (same as recipes/sft.py)"),
     ("train", "dpo"): ("llmrec.alignment.train", "align an SFT recommender with DPO / softmax-DPO (recipes/dpo.py)"),
     ("train", "grpo"): ("llmrec.rl.train", "GRPO of an SFT recommender with ranking rewards (recipes/grpo.py)"),
+    ("train", "plora"): ("llmrec.plora.train", "personalized LoRA (iLoRA / RecLoRA experts) by SFT (recipes/plora.py)"),
     ("eval", "rank"): (
         "llmrec.evaluation.rank",
         "score ranked lists (rankings.jsonl) -> metrics with CIs, report, plots",

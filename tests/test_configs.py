@@ -24,6 +24,7 @@ WORK = {  # the function each command's main hands its parsed options to
     "llmrec.training.sft": "train_sft",
     "llmrec.alignment.train": "train_dpo",
     "llmrec.rl.train": "train_grpo",
+    "llmrec.plora.train": "train_plora",
 }
 
 

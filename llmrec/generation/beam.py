@@ -23,7 +23,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def trie_beam_search(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: ItemTrie, num_beams: int,
-    max_steps: int = 64,
+    max_steps: int = 64, row_inputs: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompts (B, T) -> item indices (B, W) (-1 where fewer than W items exist) and scores (B, W),
     best first.
@@ -33,11 +33,18 @@ def trie_beam_search(
     sequences grow, so a live beam scoring at or below its row's W-th finished item is dropped, and a row
     stops when none is left: from then on the pool is exactly what an unbounded search with this beam
     would return. Only live beams run through the model (the KV cache shrinks with them).
+
+    `row_inputs`: more model inputs, one row per prompt (B, ...), e.g. a personalized LoRA's `user_input`;
+    each forward pass gets the rows of the prompts its live beams belong to.
     """
     B, W, device = input_ids.shape[0], num_beams, input_ids.device
     # logits_to_keep=1: the prompt's other positions need no (B, T, V) logits (the LM head is 1/5 of the model).
+
+    def rows_for(prompts: torch.Tensor) -> dict[str, torch.Tensor]:  # (L,) prompt of each live beam
+        return {k: v[prompts.to(v.device)] for k, v in (row_inputs or {}).items()}
+
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
-                use_cache=True, logits_to_keep=1)
+                use_cache=True, logits_to_keep=1, **rows_for(torch.arange(B)))
     cache, mask = out.past_key_values, attention_mask  # rows: the live beams only, in `live` order
     states = trie.initial(B)  # (B*beams,) trie states, one root beam per row at first
     scores = torch.zeros(B, 1, device=device)  # (B, beams)
@@ -83,7 +90,7 @@ def trie_beam_search(
         cache.reorder_cache(rows.to(device))  # index_select: grows B rows into B*W beams, drops dead ones
         mask = torch.cat([mask[rows.to(device)], mask.new_ones(len(rows), 1)], dim=1)  # (L', T+t)
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=_positions(mask)[:, -1:],
-                    past_key_values=cache, use_cache=True)
+                    past_key_values=cache, use_cache=True, **rows_for(live // W))
         logits = out.logits[:, -1]
     pool_items = torch.where(torch.isinf(pool_scores).cpu(), torch.full_like(pool_items, -1), pool_items)
     return pool_items, pool_scores.cpu()

@@ -16,11 +16,13 @@ from llmrec.indexing.trie import ItemTrie
 
 
 def model_rankings(
-    model: Any, tokenizer: Any, trie: ItemTrie, rows: Any, k: int, batch_size: int = 16, progress: bool = True
+    model: Any, tokenizer: Any, trie: ItemTrie, rows: Any, k: int, batch_size: int = 16, progress: bool = True,
+    row_inputs: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluation rows (prompt, user_id, target_item_id) -> rankings records, as rankings.jsonl holds them.
-    `trie` is `ItemIndex.trie(tokenizer)`: built once by the caller, reused across evaluations."""
-    ranked, scores = recommend(model, tokenizer, rows["prompt"], trie, k, batch_size, progress)
+    `trie` is `ItemIndex.trie(tokenizer)`: built once by the caller, reused across evaluations. `row_inputs`:
+    more model inputs, one row per evaluation row (a personalized LoRA's user_input)."""
+    ranked, scores = recommend(model, tokenizer, rows["prompt"], trie, k, batch_size, progress, row_inputs)
     return [
         {"user_id": u, "ranked_items": r, "scores": s, "target_item_id": t}
         for u, r, s, t in zip(rows["user_id"], ranked, scores, rows["target_item_id"])
@@ -47,7 +49,8 @@ def checkpoint_rows(
 
 
 def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> list[dict[str, Any]]:
-    """Load a recipes/sft.py output folder and rank items for the users of `config.split` (`checkpoint_rows`)."""
+    """Load a recipes/sft.py (or recipes/plora.py) output folder and rank items for the users of `config.split`
+    (`checkpoint_rows`)."""
     from transformers import AutoTokenizer
 
     from llmrec.artifacts import read_json
@@ -59,5 +62,12 @@ def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> lis
     index.check_dataset(dataset.items, config.data)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     rows = checkpoint_rows(settings, config, dataset, index, tokenizer)  # before the model: fail fast
-    model = load_for_inference(folder)
-    return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size)
+    row_inputs = None
+    if (folder / "plora.json").exists():  # a personalized LoRA: each user's gate rides along with the prompts
+        from llmrec.plora.inference import load_for_ranking
+
+        model, row_inputs = load_for_ranking(folder, settings, dataset, rows)
+    else:
+        model = load_for_inference(folder)
+    return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size,
+                          row_inputs=row_inputs)

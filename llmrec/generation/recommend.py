@@ -20,9 +20,10 @@ def encode_chat_prompts(tokenizer: Any, prompts: Sequence[list[dict[str, str]]])
 
 def recommend(
     model: Any, tokenizer: Any, prompts: Sequence[list[dict[str, str]]], trie: ItemTrie, k: int,
-    batch_size: int = 8, progress: bool = True,
+    batch_size: int = 8, progress: bool = True, row_inputs: dict[str, Any] | None = None,
 ) -> tuple[list[list[str]], list[list[float]]]:
-    """Rank catalog items for each chat prompt (list of {role, content}); returns item ids and log-probs."""
+    """Rank catalog items for each chat prompt (list of {role, content}); returns item ids and log-probs.
+    `row_inputs`: more model inputs with one row per prompt (see `trie_beam_search`)."""
     if trie.item_ids is None:
         raise ValueError("the trie needs item_ids to name its items")
     was_training = model.training
@@ -33,8 +34,9 @@ def recommend(
         for start in tqdm(range(0, len(prompts), batch_size), desc="ranking", disable=not progress,
                           unit="batch"):
             enc = encode_chat_prompts(tokenizer, prompts[start : start + batch_size]).to(device)
+            extra = {name: v[start : start + batch_size].to(device) for name, v in (row_inputs or {}).items()}
             items, logp = trie_beam_search(model, enc["input_ids"], enc["attention_mask"], trie, num_beams=k,
-                                           max_steps=trie.max_length)
+                                           max_steps=trie.max_length, row_inputs=extra)
             for row, row_scores in zip(items.tolist(), logp.tolist()):
                 kept = [(trie.item_ids[i], s) for i, s in zip(row, row_scores) if i >= 0]
                 ranked.append([i for i, _ in kept])
