@@ -141,13 +141,36 @@ def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(smollm2_tokenizer, scoring)
     verbalizer = Verbalizer(smollm2_tokenizer, 4, scoring)
     batch = verbalizer.collate([{**e, "label": r.label}
                                 for e, r in zip(encode_rows(verbalizer, rows, TITLES, True, None), rows)])
-    trainer = RerankTrainer.__new__(RerankTrainer)  # compute_loss needs only the verbalizer
-    trainer.verbalizer = verbalizer
+    trainer = RerankTrainer.__new__(RerankTrainer)  # compute_loss needs only these two
+    trainer.verbalizer, trainer.distill_weight = verbalizer, 0.0
     fp32 = trainer.compute_loss(model, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         bf16 = trainer.compute_loss(model, batch)
     torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=2e-2)
     assert fp32.item() == pytest.approx(np.log(4), abs=0.05)  # an untrained tiny model is near chance
+
+
+def test_distillation_adds_the_kl_from_the_retrievers_softmax_to_the_llms(smollm2_tokenizer):
+    model = tiny_model(len(smollm2_tokenizer), initializer_range=0.5).eval()
+    rows = [RerankRow("u", [1, 2], [4, 5, 6], [1, 2, 3], [3.0, 1.0, 2.0], 2),
+            RerankRow("v", [3], [7, 8, 9], [1, 2, 3], [0.5, 0.5, 2.0], 0)]
+    verbalizer = Verbalizer(smollm2_tokenizer, 3, "inline")
+    batch = verbalizer.collate([{**e, "label": r.label, "teacher": r.retriever_scores}
+                                for e, r in zip(encode_rows(verbalizer, rows, TITLES, True, None), rows)])
+    trainer = RerankTrainer.__new__(RerankTrainer)
+    trainer.verbalizer, trainer.distill_weight = verbalizer, 0.0
+    with torch.no_grad():
+        ce = trainer.compute_loss(model, batch).item()
+        trainer.distill_weight = 0.5
+        both = trainer.compute_loss(model, batch).item()
+        q = verbalizer.logits(model, batch).log_softmax(-1).exp().numpy()  # (B, N) the LLM's softmax
+    kl = 0.0
+    for row, q_row in zip(rows, q):  # by hand: KL(p || q), p = softmax of the standardised retriever scores
+        s = np.array(row.retriever_scores)
+        p = np.exp((s - s.mean()) / s.std())
+        p /= p.sum()
+        kl += float((p * np.log(p / q_row)).sum()) / len(rows)
+    assert kl > 0.01 and both == pytest.approx(ce + 0.5 * kl, rel=1e-4)
 
 
 def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):

@@ -52,6 +52,10 @@ class RerankArguments:
                                                        "prompts: CPU time)."})
     show_ranks: bool = field(default=False, metadata={"help": "Show the retriever's rank beside each candidate "
                                                       "(RecRanker's hint)."})
+    distill_weight: float = field(default=0.0, metadata={"help": "Weight of a distillation term: KL from the "
+                                                         "retriever's softmax over the candidates (scores "
+                                                         "standardised per prompt) to the LLM's. A dense signal "
+                                                         "beside the one noisy target; 0 trains on the target alone."})
     scoring: str = field(default="letter", metadata={"help": "How a candidate is scored in the one forward pass: "
                                                      "'letter' (its letter's logit at the answer position, "
                                                      "LlamaRec) or 'inline' (a ' Yes' logit read at the end of "
@@ -83,16 +87,24 @@ class RerankConfig(HardwareDefaults, TrainingArguments):
 
 class RerankTrainer(Trainer):
     """Loss: cross-entropy of the target among the N candidates' logits (the verbalizer's, from one forward
-    pass); the verbalizer is also the collator."""
+    pass), plus `distill_weight` * KL(softmax(z(retriever scores)) || softmax(LLM logits)), z standardising
+    each prompt's scores (distillation from the retriever: every candidate's relative score is supervised,
+    not only the target's, so the model first learns what the retriever knows). The verbalizer is also the
+    collator."""
 
-    def __init__(self, *args: Any, verbalizer: Verbalizer, **kwargs: Any):
+    def __init__(self, *args: Any, verbalizer: Verbalizer, distill_weight: float = 0.0, **kwargs: Any):
         super().__init__(*args, data_collator=verbalizer.collate, **kwargs)
-        self.verbalizer = verbalizer
+        self.verbalizer, self.distill_weight = verbalizer, distill_weight
 
     def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         logits = self.verbalizer.logits(model, inputs)  # (B, N)
         loss = F.cross_entropy(logits, inputs["labels"])
+        if self.distill_weight:
+            teacher = inputs["teacher"]  # (B, N)
+            z = (teacher - teacher.mean(-1, keepdim=True)) / teacher.std(-1, correction=0, keepdim=True).clamp_min(1e-6)
+            loss = loss + self.distill_weight * F.kl_div(logits.log_softmax(-1), z.log_softmax(-1),
+                                                         log_target=True, reduction="batchmean")
         return (loss, logits) if return_outputs else loss
 
 
@@ -126,9 +138,10 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         if margs.use_peft:
             model = get_peft_model(model, get_peft_config(margs))
-        train = datasets.Dataset.from_list([{**e, "label": row.label} for e, row in zip(encoded, rows)])
+        train = datasets.Dataset.from_list([{**e, "label": row.label, "teacher": row.retriever_scores}
+                                            for e, row in zip(encoded, rows)])
         trainer = RerankTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                                verbalizer=verbalizer)
+                                verbalizer=verbalizer, distill_weight=r.distill_weight)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume_checkpoint(args))
         result["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -183,7 +196,7 @@ def write_model_card(out: Path, r: RerankArguments, args: RerankConfig, margs: M
              "tags: [llmrec, recommendation, reranking]", f"base_model: {margs.model_name_or_path}", "---",
              "# LLM re-ranker trained with llmrec", "",
              f"- **Retriever:** `{r.retriever}`, top {r.n_candidates} candidates; ranks shown: {r.show_ranks}; "
-             f"scoring: {r.scoring}",
+             f"scoring: {r.scoring}; distillation weight {r.distill_weight:g}",
              f"- **Data:** `{r.data}`; {result['train_rows']['rows']} training prompts from training prefixes "
              f"(~{result['prompt_tokens_mean']:.0f} tokens each), history <= {r.max_history} titles",
              f"- **Training:** lr {args.learning_rate}, batch {args.per_device_train_batch_size}, bf16 {args.bf16}, "
@@ -213,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     from llmrec.cli import parse_args
 
     r, args, margs = parse_args((RerankArguments, RerankConfig, ModelConfig), argv, prog="recipes/rerank.py")
-    check_at_least(r, {"n_candidates": 2, "max_eval_users": 1, "score_orders": 1, "score_batch_size": 1})
+    check_at_least(r, {"n_candidates": 2, "max_eval_users": 1, "score_orders": 1, "score_batch_size": 1,
+                       "distill_weight": 0})
     if r.score_orders > 2:
         raise LlmrecError("--score_orders is 1 (the retriever's order) or 2 (and its reverse)")
     result = train_rerank(r, args, margs)

@@ -95,7 +95,7 @@ class Verbalizer:
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Left-pads (the tokenizer's own `pad`) so each prompt ends at the last position; inline positions
-        shift by each prompt's padding; "label" becomes "labels"."""
+        shift by each prompt's padding; "label" becomes "labels", "teacher" (the retriever's scores) (B, N)."""
         batch = dict(self.tokenizer.pad({"input_ids": [f["input_ids"] for f in features]}, padding=True,
                                         padding_side="left", return_tensors="pt"))
         if self.scoring == "inline":
@@ -104,6 +104,8 @@ class Verbalizer:
                                                for f in features])  # (B, N)
         if "label" in features[0]:
             batch["labels"] = torch.tensor([f["label"] for f in features])
+        if "teacher" in features[0]:
+            batch["teacher"] = torch.tensor([f["teacher"] for f in features], dtype=torch.float32)  # (B, N)
         return batch
 
     def logits(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
