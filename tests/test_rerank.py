@@ -173,15 +173,21 @@ def test_distillation_adds_the_kl_from_the_retrievers_softmax_to_the_llms(smollm
     assert kl > 0.01 and both == pytest.approx(ce + 0.5 * kl, rel=1e-4)
 
 
-def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
-    from llmrec.rerank.train import main
-
+def retriever_and_base(tmp_path, tokenizer):
+    """A planted dataset, an EASE retriever with 5 candidates per user, a tiny base model folder."""
     ds = planted_dataset(tmp_path / "walk", n_items=30, length=12)
     retriever = tmp_path / "ease"
     train_collab(CollabConfig(data=str(ds.path), output=str(retriever), model="ease", lambdas=[1.0], candidates=5))
     base = tmp_path / "tiny"
-    tiny_model(len(smollm2_tokenizer)).save_pretrained(base)
-    smollm2_tokenizer.save_pretrained(base)
+    tiny_model(len(tokenizer)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    return ds, retriever, base
+
+
+def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
+    from llmrec.rerank.train import main
+
+    ds, retriever, base = retriever_and_base(tmp_path, smollm2_tokenizer)
     out = tmp_path / "rerank"
     main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--max_train_rows", "16",
           "--model_name_or_path", str(base), "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj",
@@ -213,17 +219,12 @@ def test_recipe_trains_and_reports_the_four_orders(tmp_path, smollm2_tokenizer):
 def test_a_sample_of_users_and_the_untrained_reference_line(tmp_path, smollm2_tokenizer):
     from llmrec.rerank.train import main
 
-    ds = planted_dataset(tmp_path / "walk", n_items=30, length=12)
-    retriever = tmp_path / "ease"
-    train_collab(CollabConfig(data=str(ds.path), output=str(retriever), model="ease", lambdas=[1.0], candidates=5))
-    base = tmp_path / "tiny"
-    tiny_model(len(smollm2_tokenizer)).save_pretrained(base)
-    smollm2_tokenizer.save_pretrained(base)
+    ds, retriever, base = retriever_and_base(tmp_path, smollm2_tokenizer)
     out = tmp_path / "rerank"
     main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--max_train_rows", "8",
           "--model_name_or_path", str(base), "--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj",
           "v_proj", "--output_dir", str(out), "--max_steps", "1", "--report_to", "none", "--use_cpu", "--scoring",
-          "inline", "--max_eval_users", "7", "--score_untrained", "true", "--lambdas", "0"])
+          "inline", "--distill_weight", "1", "--max_eval_users", "7", "--score_untrained", "true", "--lambdas", "0"])
     result = json.loads((out / "llmrec.json").read_text())["result"]
     names = [line["name"] for line in result["test"]]
     assert names == ["most-popular", "retriever", "random order", "untrained llm order", "llm order, 1 ordering",
