@@ -85,7 +85,8 @@ ROWS = [
     Row("sasrec+smollm2-init", "llm", collab("sasrec.yaml", "--text_encoder", "smollm2-135m"),
         what="SASRec, item embeddings from PCA of SmolLM2 vectors (LLMInit)", seeded=True),
     Row("rerank-smollm2-fused", "llm", RERANK, rankings="rankings-test-fused.jsonl", retriever="sasrec",
-        what="SmolLM2-135M LoRA letter re-ranker of SASRec's top 20, fused (lambda on valid)"),
+        what="SmolLM2-135M LoRA re-ranker of SASRec's top 20 (inline scoring, SASRec's rank shown, trained on "
+        "the target + distillation from SASRec), fused with SASRec (lambda on valid)"),
     Row("rerank-smollm2-llm-order", "llm", RERANK, rankings="rankings-test-llm.jsonl", retriever="sasrec",
         what="the same re-ranker's own order of SASRec's top 20"),
     Row("sft-lora-titles", "llm", llm_stage("sft", "smollm2-lora-titles.yaml", "--data", "{data}"),
@@ -101,6 +102,9 @@ ROWS = [
         before="sft-lora-titles", what="sft-lora-titles after GRPO (G=8 beam rollouts; rewards hit + rank-aware "
         "(MiniOneRec) + 0.5 x EASE's score)", ks=BEAM_10),
 ]
+
+
+WHAT = {row.name: row.what for row in ROWS}  # descriptions as the code has them now, also for carried-over rows
 
 
 def run_measured(argv: list[str], log: Path) -> tuple[float, float]:
@@ -293,7 +297,7 @@ def main() -> None:
     earlier = {r["name"]: {**r, "carried_over": True} for r in read_json(args.keep)} if args.keep else {}
     rows = [read_json(root / "rows" / f"{r.name}.json") if (root / "rows" / f"{r.name}.json").exists()
             else earlier.get(r.name) for r in ROWS]
-    rows = [r for r in rows if r is not None]
+    rows = [{**r, "what": WHAT.get(r["name"], r["what"])} for r in rows if r is not None]
     paired_tests(rows)
     table = markdown(rows)
     for folder in [root] + ([Path(args.publish)] if args.publish else []):
