@@ -47,4 +47,5 @@ together = rank_on_every_process(model, tok, trie, rows, k=3, batch_size=1, devi
 Path(os.environ["LLMREC_DDP_DUMP"], f"rank{dist.get_rank()}.json").write_text(
     json.dumps({"alone": alone, "together": together})
 )
+dist.barrier()  # both ranks done before teardown: a rank torn down mid-exchange aborted once (SIGABRT) in CI
 dist.destroy_process_group()
