@@ -30,7 +30,7 @@ demo: install
 	# The retriever: SASRec on the training split, each split's top 20 exported as candidates (~2 min).
 	$(BIN)/llmrec train collab --config recipes/configs/ml-100k/sasrec.yaml --data $(DEMO_DIR)/dataset \
 		--output $(DEMO_DIR)/sasrec --candidates 20 --overwrite
-	# The main job: SmolLM2-135M + LoRA re-ranking SASRec's top 20 (~12 min on 2 CPU cores; resumes if interrupted).
+	# The main job: SmolLM2-135M + LoRA re-ranking SASRec's top 20 (~14 min on 2 CPU cores; resumes if interrupted).
 	$(BIN)/accelerate launch --config_file recipes/accelerate/single.yaml --num_cpu_threads_per_process $(THREADS) recipes/rerank.py \
 		--config recipes/configs/ml-100k/smollm2-rerank-demo.yaml --data $(DEMO_DIR)/dataset \
 		--retriever $(DEMO_DIR)/sasrec --output_dir $(DEMO_DIR)/rerank-smollm2

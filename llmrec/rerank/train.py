@@ -159,7 +159,7 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
                                           r.score_batch_size, r.score_orders) for rows_ in (valid, test))
         untrained = None
         if r.score_untrained:
-            base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device()).eval()
+            base = load_for_inference(path)
             untrained = llm_scores(base, verbalizer, test, titles, r.show_ranks, r.system_prompt, r.score_batch_size,
                                    r.score_orders)
     lam, by_lambda = pick_lambda(valid, valid_llm, r.lambdas)
