@@ -1,7 +1,7 @@
 """Ranking with a personalized LoRA folder (`llmrec eval rank --checkpoint`): the model and each row's user input.
 
 The evaluation rows are the SFT recipe's prompts (llmrec.generation.ranking.checkpoint_rows); the user input is
-built from them as in training (llmrec.plora.train.with_user_input): the encoder's positions of the row's shown
+built from them as in training (llmrec.plora.users.user_inputs): the encoder's positions of the row's shown
 history, or the user's row of the id table. The trie beam search hands each live beam its prompt's user input.
 """
 
@@ -18,14 +18,7 @@ from llmrec.hardware import pick_device
 from llmrec.hub.resolve import resolve_model
 from llmrec.plora.folder import load_plora
 from llmrec.plora.model import USER_INPUT
-from llmrec.plora.users import IdUsers, UserSource, history_positions
-
-
-def user_inputs(users: UserSource, rows: Any, dataset: PreparedDataset) -> torch.Tensor:
-    """Rows with `user_id` and `history_item_ids` -> (N,) id rows or (N, L) history positions (-1 padded)."""
-    if isinstance(users, IdUsers):
-        return users.rows(rows["user_id"])
-    return history_positions(rows["history_item_ids"], dataset.items["item_id"].to_pylist())
+from llmrec.plora.users import user_inputs
 
 
 def load_for_ranking(folder: str | Path, settings: dict[str, Any], dataset: PreparedDataset,
@@ -34,4 +27,4 @@ def load_for_ranking(folder: str | Path, settings: dict[str, Any], dataset: Prep
     base = AutoModelForCausalLM.from_pretrained(resolve_model(settings.get("base_model") or "smollm2-135m"),
                                                 dtype=torch.float32)
     model = load_plora(base, folder, dataset=dataset).to(pick_device()).eval()
-    return model, {USER_INPUT: user_inputs(model.personalizer.users, rows, dataset)}
+    return model, {USER_INPUT: user_inputs(model.personalizer.users, rows, dataset.items["item_id"].to_pylist())}

@@ -32,7 +32,7 @@ from llmrec.errors import LlmrecError
 from llmrec.hardware import use_every_core
 from llmrec.plora.folder import read_gate, write_gate
 from llmrec.plora.model import USER_INPUT, PLoRASettings, personalize
-from llmrec.plora.users import IdUsers, SasrecUsers, UserSource, history_positions
+from llmrec.plora.users import IdUsers, SasrecUsers, UserSource, user_inputs
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
 from llmrec.training.config import RecArguments, RecSFTConfig
 from llmrec.training.model import load_for_training
@@ -69,11 +69,9 @@ def user_source(p: PLoRAArguments, dataset: PreparedDataset) -> UserSource:
 
 def with_user_input(rows: Dataset, users: UserSource, dataset: PreparedDataset) -> Dataset:
     """Add `user_input` per row: history positions (-1 padded later) or the user's table row (-1: unknown)."""
-    if isinstance(users, IdUsers):
-        values = users.rows(rows["user_id"]).tolist()
-    else:
-        positions = history_positions(rows["history_item_ids"], dataset.items["item_id"].to_pylist())
-        values = [[c for c in row if c >= 0] for row in positions.tolist()]
+    values = user_inputs(users, rows, dataset.items["item_id"].to_pylist()).tolist()
+    if not isinstance(users, IdUsers):  # the collator pads each batch again
+        values = [[c for c in row if c >= 0] for row in values]
     return rows.add_column(USER_INPUT, values)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,3 +98,11 @@ def history_positions(histories: Sequence[Sequence[str]], catalog: Sequence[str]
     for r, row in enumerate(rows):
         out[r, : len(row)] = row
     return torch.from_numpy(out)
+
+
+def user_inputs(users: UserSource, rows: Any, catalog: Sequence[str]) -> torch.Tensor:
+    """Rows with `user_id` and `history_item_ids` -> (N,) id-table rows, or (N, L) positions of the history in
+    `catalog` (the item ids in catalog order), -1 padded. Training and ranking build user input through here."""
+    if isinstance(users, IdUsers):
+        return users.rows(rows["user_id"])
+    return history_positions(rows["history_item_ids"], catalog)
