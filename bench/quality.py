@@ -48,7 +48,9 @@ class Row:
     rankings: str | None = None  # a rankings file in {out} to score; None: the trained folder, or `baseline`
     baseline: str | None = None
     retriever: str | None = None  # the row whose candidates an LLM row re-ranks
-    before: str | None = None  # the same model before this row's training stage (SFT before DPO): paired test
+    before: str | None = None  # the row it is paired with besides the best classic: the same model before this
+    # row's training stage (SFT before DPO), or plain LoRA for personalized LoRA
+    setup: list[str] = field(default_factory=list)  # llmrec arguments run once before training (an index)
     what: str = ""
     seeded: bool = False  # trained by gradient from a random start: --seeds retrains it (closed forms are not)
     ks: tuple[int, ...] = ()  # cut-offs when not eval rank's default; a generative row's beam width is max(ks)
@@ -84,6 +86,9 @@ ROWS = [
         what="SASRec, item embeddings from PCA of MiniLM vectors (LLMInit)", seeded=True),
     Row("sasrec+smollm2-init", "llm", collab("sasrec.yaml", "--text_encoder", "smollm2-135m"),
         what="SASRec, item embeddings from PCA of SmolLM2 vectors (LLMInit)", seeded=True),
+    Row("itemhead-smollm2", "llm", collab("smollm2-itemhead.yaml", "--item_embeddings", "{row:sasrec}"),
+        what="SmolLM2-135M LoRA reading SASRec's item embeddings as one token per item, linear head over the "
+        "catalog (E4SRec)", seeded=True),
     Row("rerank-smollm2-fused", "llm", RERANK, rankings="rankings-test-fused.jsonl", retriever="sasrec",
         what="SmolLM2-135M LoRA re-ranker of SASRec's top 20 (inline scoring, SASRec's rank shown, trained on "
         "the target + distillation from SASRec), fused with SASRec (lambda on valid)"),
@@ -101,6 +106,19 @@ ROWS = [
                                         "{row:sft-lora-titles}", "--reward_model", "{row:ease}"),
         before="sft-lora-titles", what="sft-lora-titles after GRPO (G=8 beam rollouts; rewards hit + rank-aware "
         "(MiniOneRec) + 0.5 x EASE's score)", ks=BEAM_10),
+    Row("plora-ilora-titles", "llm", llm_stage("plora", "smollm2-plora-titles.yaml", "--data", "{data}", "--encoder",
+                                               "{row:sasrec}"),
+        before="sft-lora-titles", what="sft-lora-titles' data and steps, personalized: iLoRA (rank 16 as 4 experts of "
+        "rank 4, gated per user by the frozen SASRec's state)", ks=BEAM_10),
+    Row("plora-reclora-titles", "llm", llm_stage("plora", "smollm2-plora-titles.yaml", "--data", "{data}",
+                                                 "--encoder", "{row:sasrec}", "--shape", "reclora", "--lora_r", "8"),
+        before="sft-lora-titles", what="the same, RecLoRA (4 meta-LoRAs of rank 8 mixed per user, one shared B)",
+        ks=BEAM_10),
+    Row("tiger-scratch", "llm", llm_stage("sft", "scratch-semantic-ids.yaml", "--data", "{data}", "--index",
+                                          "{row:index-rqkmeans}"),
+        setup=["index", "build", "--data", "{data}", "--method", "rqkmeans", "--output", "{row:index-rqkmeans}"],
+        what="TIGER-style: a 4 x 128 transformer from scratch over RQ-KMeans semantic IDs (vocabulary: the item "
+        "tokens + 4 specials), trie-constrained beam search of width 10", ks=BEAM_10),
 ]
 
 
@@ -134,14 +152,17 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out, llmrec, log = root / row_folder(row), [sys.executable, "-m", "llmrec.cli"], root / "bench.log"
     train_cmd = fill(row.train, out, args.data, root) + (["--max_train_rows", "20000"] if args.full and
                                                           row.train == RERANK else [])
-    train_seconds = peak = 0.0
+    train_seconds = peak = setup_seconds = 0.0
+    if row.setup and not (out / "llmrec.json").exists():
+        setup_seconds, peak = run_measured(llmrec + fill(row.setup, out, args.data, root) + ["--overwrite"], log)
     if row.train and not (out / (row.rankings or "llmrec.json")).exists():
         if row.train == RERANK and (out / "llmrec.json").exists():  # trained, scoring interrupted
             train_cmd += ["--eval_only", "true"]
         train_seconds, peak = run_measured(llmrec + train_cmd, log)
     if row.train:
         done = read_json(out / "llmrec.json")["result"]
-        train_seconds = done.get("train_seconds", train_seconds)  # the training loop's own time, without loading
+        # the training loop's own time, without loading; plus the setup's (building an index is part of the cost)
+        train_seconds = done.get("train_seconds", train_seconds) + setup_seconds
     report = root / "reports" / row.name
     source = (["--baseline", row.baseline] if row.baseline else ["--rankings", str(out / row.rankings)]
               if row.rankings else ["--checkpoint", str(out)])
@@ -155,7 +176,9 @@ def measure(row: Row, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "hallucination_rate": metrics.get("hallucination_rate", 0.0), "users": metrics.get("users_evaluated"),
             "train_seconds": round(train_seconds, 1), "score_seconds": round(score_seconds, 1),
             "peak_mib": round(max(peak, eval_peak)), "report": str(report),
-            "command": " && ".join(shlex.join(["llmrec", *c]) for c in ([train_cmd] if row.train else []) + [eval_cmd])}
+            "command": " && ".join(shlex.join(["llmrec", *c]) for c in ([fill(row.setup, out, args.data, root)] if
+                                                                        row.setup else []) +
+                                   ([train_cmd] if row.train else []) + [eval_cmd])}
 
 
 def other_seeds(row: Row, entry: dict[str, Any], seeds: list[int], args: argparse.Namespace, root: Path) -> None:
@@ -236,7 +259,7 @@ def shown(row: dict[str, Any], metric: str) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = ["row", "kind", "NDCG@10 [95% CI]", "Recall@10", "NDCG@1", "NDCG@5", "NDCG@20", "Recall@50", "MRR@10",
             "cov@10", "train s", "score s",
-            "peak MiB", "ARP@10", "NDCG@10 vs best classic (two-sided p)", "NDCG@10 vs before (p)",
+            "peak MiB", "ARP@10", "NDCG@10 vs best classic (two-sided p)", "NDCG@10 vs its reference row (p)",
             "NDCG@10 over seeds (sd); vs best classic"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

@@ -24,7 +24,7 @@ COMMANDS = {
     ("data", "prepare"): ("llmrec.data.prepare", "raw files or a named dataset -> a split dataset folder"),
     ("index", "build"): ("llmrec.indexing.build", "dataset folder -> item index (semantic IDs or P5 ids)"),
     ("prompts", "build"): ("llmrec.prompts.build", "dataset folder (+ index) -> chat datasets for TRL (Arrow, JSONL)"),
-    ("train", "collab"): ("llmrec.collab.train", "fit SASRec, BPR or EASE (same as recipes/collab.py)"),
+    ("train", "collab"): ("llmrec.collab.train", "fit SASRec, BPR, EASE or an LLM item head (recipes/collab.py)"),
     ("train", "rerank"): ("llmrec.rerank.train", "fine-tune an LLM re-ranker of a retriever's candidates"),
     ("train", "sft"): ("llmrec.training.sft", "fine-tune an LLM recommender (same as recipes/sft.py)"),
     ("train", "dpo"): ("llmrec.alignment.train", "align an SFT recommender with DPO / softmax-DPO (recipes/dpo.py)"),

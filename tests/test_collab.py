@@ -1,6 +1,7 @@
 """Classic models: SASRec, BPR-MF and EASE, their folders, candidate export and evaluation."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,10 +144,15 @@ def test_resume_after_a_crash_gives_the_same_weights(planted, tmp_path, monkeypa
         dropout=0.3))
     with pytest.raises(KeyboardInterrupt):
         train_collab(config)
-    assert json.loads((crashed / "checkpoint" / "state.json").read_text())["epoch"] == 2
+    state_file = crashed / "checkpoint" / "state.json"
+    saved = json.loads(state_file.read_text())
+    assert saved["epoch"] == 2 and saved["seconds"] > 0
     assert not (crashed / "llmrec.json").exists()
+    state_file.write_text(json.dumps({**saved, "seconds": 1000.0}))  # as if the first two epochs took 1000 s
     monkeypatch.setattr(train_module, "ndcg_at_k", real)
+    start = time.perf_counter()
     result = train_collab(config)
+    assert 1000 < result["train_seconds"] <= 1000 + time.perf_counter() - start  # the earlier epochs count
     assert not (crashed / "checkpoint").exists()  # the finished folder replaced the checkpoint
     assert [h["loss"] for h in result["history"]] == [
         h["loss"] for h in json.loads((straight / "llmrec.json").read_text())["result"]["history"]]

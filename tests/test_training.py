@@ -170,29 +170,44 @@ def test_qlora_trains_adapters_on_a_4bit_base(setup, tmp_path, monkeypatch):
     assert "QLoRA" in (tmp_path / "out" / "README.md").read_text()
 
 
-def test_scratch_model_gets_the_configured_size(setup, tmp_path):
-    result = train_sft(
-        *parse(
-            argv(
-                setup,
-                tmp_path / "out",
-                "--model_init",
-                "scratch",
-                "--scratch_hidden_size",
-                "16",
-                "--scratch_layers",
-                "1",
-                "--scratch_heads",
-                "2",
-                "--ranking_eval_at_start",
-                "false",
-            )
-        )
-    )
-    config = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert (config["hidden_size"], config["num_hidden_layers"]) == (16, 1)
-    assert result["loss_history"][-1][1] < result["loss_history"][0][1]
+SCRATCH = ["--model_init", "scratch", "--scratch_hidden_size", "16", "--scratch_layers", "1", "--scratch_heads", "2",
+           "--families", "item_sequence", "--item_format", "id"]
+
+
+def test_scratch_model_holds_only_the_item_tokens_and_specials(setup, tmp_path):
+    """TIGER-style: the vocabulary, embedding and output rows are exactly SPECIALS + the index's tokens; the
+    prompt is the history's item tokens, then <sep>; the answer the target's tokens, then <eos>."""
+    from transformers import AutoTokenizer
+
+    from llmrec.training.scratch import SPECIALS
+
+    result = train_sft(*parse(argv(setup, tmp_path / "out", *SCRATCH, "--ranking_eval_at_start", "false",
+                                   "--max_steps", "12")))
+    out, index = tmp_path / "out", ItemIndex.load(setup / "index")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert set(tokenizer.get_vocab()) == {*SPECIALS, *index.new_tokens} and len(tokenizer) == 4 + 16
+    model = weights(out)
+    assert model["model.embed_tokens.weight"].shape == (len(tokenizer), 16)  # tied output layer: same rows
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (16, 1, 20)
+    first, second = index.tokens[0], index.tokens[1]
+    chat = [{"role": "system", "content": "."}, {"role": "user", "content": first + second},
+            {"role": "assistant", "content": first}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False)
+    assert text == f"{first}{second}<sep>{first}<eos>"
+    assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+    losses = [loss for _, loss in result["loss_history"]]
+    assert sum(losses[-3:]) < sum(losses[:3]) - 0.3  # from ln 20 = 3.0 per token: <eos> after 2 tokens is learned
     assert "ndcg@3" in result["valid_metrics"]
+
+
+def test_scratch_refuses_prompts_outside_its_vocabulary(setup, tmp_path):
+    with pytest.raises(LlmrecError, match="outside the scratch vocabulary.*item_sequence"):
+        train_sft(*parse(argv(setup, tmp_path / "out", *SCRATCH[:-4])))  # the default family: English words
+    title = tmp_path / "title"
+    with pytest.raises(LlmrecError, match="semantic-ID index"):
+        train_sft(*parse([a for a in argv(setup, title, *SCRATCH) if a not in ("--index", str(setup / "index"))]))
+    assert not (tmp_path / "out").exists() and not title.exists()
 
 
 # Logged losses of 3 seeded steps in float32, measured once (CPU). A change to the loss, the completion-only
@@ -201,10 +216,7 @@ def test_scratch_model_gets_the_configured_size(setup, tmp_path):
 PINNED_LOSSES = {
     "lora": ([*LORA, "--lora_target_modules", "q_proj", "v_proj"], [10.84172, 10.70347, 10.66195]),
     "full": ([], [10.84172, 10.55697, 10.22428]),
-    "scratch": (
-        ["--model_init", "scratch", "--scratch_hidden_size", "16", "--scratch_layers", "1", "--scratch_heads", "2"],
-        [10.81198, 10.64808, 10.54279],
-    ),
+    "scratch": (SCRATCH, [2.98828, 2.93702, 2.99691]),
 }
 
 

@@ -20,6 +20,7 @@ from llmrec.errors import LlmrecError
 class CollabModel(nn.Module):
     kind: ClassVar[str]
     trains_by_gradient: ClassVar[bool] = True
+    prefers_accelerator: ClassVar[bool] = False  # trained and scored on a GPU when there is one (the LLM models)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor's arguments: written to config.json, so `load` can rebuild the model."""

@@ -12,12 +12,14 @@ from llmrec.collab.base import CollabModel
 from llmrec.collab.bpr import BPR
 from llmrec.collab.ease import EASE
 from llmrec.collab.rank import split_records
+from llmrec.collab.itemhead import ItemHeadLLM
 from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData, SplitHistories
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
+from llmrec.hardware import pick_device
 
-KINDS: dict[str, type[CollabModel]] = {cls.kind: cls for cls in (SASRec, BPR, EASE)}
+KINDS: dict[str, type[CollabModel]] = {cls.kind: cls for cls in (SASRec, BPR, EASE, ItemHeadLLM)}
 
 
 def is_collab_folder(folder: str | Path) -> bool:
@@ -39,7 +41,7 @@ def load_collab(folder: str | Path, dataset: PreparedDataset | None = None) -> C
         raise LlmrecError(f"{folder}/config.json: unknown model kind {kind!r}; valid: {', '.join(KINDS)}")
     model = KINDS[kind](**config)
     model.load_state_dict(load_file(folder / "model.safetensors"))
-    return model.eval()
+    return (model.to(pick_device()) if model.prefers_accelerator else model).eval()
 
 
 def checkpoint_records(folder: str | Path, dataset: PreparedDataset, split: str, k: int,

@@ -1,4 +1,5 @@
-"""`llmrec train collab` / `recipes/collab.py`: fit SASRec, BPR or EASE on a prepared dataset's training split.
+"""`llmrec train collab` / `recipes/collab.py`: fit SASRec, BPR, EASE or an LLM with an item head (E4SRec) on a
+prepared dataset's training split.
 
 Gradient models train epoch by epoch with early stopping on validation NDCG@k (best weights kept); EASE
 picks its regularisation weight on validation. Every epoch leaves a resumable checkpoint in
@@ -25,7 +26,10 @@ from llmrec.artifacts import atomic_dir, provenance, read_json, write_json
 from llmrec.collab.base import CollabModel
 from llmrec.collab.bpr import BPR
 from llmrec.collab.candidates import write_candidates
+from llmrec.collab.checkpoint import load_collab
 from llmrec.collab.ease import EASE, grams
+from llmrec.collab.itemhead import ItemHeadLLM
+from llmrec.collab.next_item import NextItemModel
 from llmrec.collab.rank import ndcg_at_k, split_records
 from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData
@@ -33,11 +37,12 @@ from llmrec.collab.text_init import catalog_text_vectors, centred_unit_rows, pca
 from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line
-from llmrec.hardware import use_every_core
+from llmrec.hardware import pick_device, use_every_core
 
 # Per-model defaults for the options left unset (None): what converged best on ml-100k's validation split.
 DEFAULTS = {"sasrec": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0},
             "bpr": {"batch_size": 2048, "lr": 3e-3, "weight_decay": 1e-5},
+            "itemhead": {"batch_size": 16, "lr": 1e-3, "weight_decay": 0.0},
             "ease": {}}
 
 
@@ -46,18 +51,25 @@ class CollabConfig:
     data: str = field(metadata={"help": "Prepared dataset folder (llmrec data prepare)."})
     output: str = field(metadata={"help": "Model folder to write (model.safetensors, config.json, llmrec.json, "
                                   "README.md)."})
-    model: Literal["sasrec", "bpr", "ease"] = field(default="sasrec", metadata={"help": "Which classic model."})
-    dim: int = field(default=64, metadata={"help": "sasrec/bpr: embedding (hidden) size."})
-    max_len: int = field(default=200, metadata={"help": "sasrec: most recent items a user is represented by."})
+    model: Literal["sasrec", "bpr", "ease", "itemhead"] = field(default="sasrec", metadata={
+        "help": "Which model: a classic one, or itemhead (an LLM reading SASRec's item embeddings as tokens, with a "
+                "linear head over the catalog: E4SRec)."})
+    dim: int = field(default=64, metadata={"help": "sasrec/bpr: embedding (hidden) size; "
+                                              "itemhead: the item tokens' ID-embedding size (= the SASRec's)."})
+    max_len: int = field(default=200, metadata={"help": "sasrec/itemhead: most recent items a user is "
+                                                   "represented by."})
     n_layers: int = field(default=2, metadata={"help": "sasrec: Transformer blocks."})
     n_heads: int = field(default=2, metadata={"help": "sasrec: attention heads."})
-    dropout: float = field(default=0.2, metadata={"help": "sasrec: dropout on embeddings, attention and FFN."})
-    epochs: int = field(default=200, metadata={"help": "sasrec/bpr: most epochs; early stopping usually ends sooner."})
+    dropout: float = field(default=0.2, metadata={"help": "sasrec: dropout on embeddings, attention and FFN; "
+                                                "itemhead: on the item tokens and the LoRA."})
+    epochs: int = field(default=200, metadata={"help": "sasrec/bpr/itemhead: most epochs; early stopping usually "
+                                                "ends sooner."})
     patience: int = field(default=20, metadata={"help": "sasrec/bpr: stop after this many epochs without a better "
                                                 "validation NDCG@k."})
-    batch_size: int | None = field(default=None, metadata={"help": "sasrec: sequences per step (default 64); "
-                                                           "bpr: pairs per step (default 2048)."})
-    lr: float | None = field(default=None, metadata={"help": "sasrec/bpr: Adam learning rate (default 1e-3 / 3e-3)."})
+    batch_size: int | None = field(default=None, metadata={"help": "sasrec: sequences per step (default 64; "
+                                                           "itemhead 16); bpr: pairs per step (default 2048)."})
+    lr: float | None = field(default=None, metadata={"help": "sasrec/bpr/itemhead: Adam learning rate (default 1e-3 / "
+                                                       "3e-3 / 1e-3)."})
     weight_decay: float | None = field(default=None,
                                        metadata={"help": "sasrec/bpr: L2 weight decay (default 0 / 1e-5)."})
     lambdas: list[float] = field(default_factory=lambda: [10.0, 30.0, 100.0, 300.0, 1000.0],
@@ -69,6 +81,12 @@ class CollabConfig:
     text_weights: list[float] = field(default_factory=lambda: [0.0, 10.0, 30.0, 100.0, 300.0],
                                       metadata={"help": "ease with --text_encoder: side-information weights alpha "
                                                 "tried with each lambda; the best pair on validation wins."})
+    llm: str = field(default="smollm2-135m", metadata={"help": "itemhead: the language model adapted with LoRA (an "
+                                                       "embedded name, folder or hub id)."})
+    item_embeddings: str | None = field(default=None, metadata={
+        "help": "itemhead: a SASRec folder (same dataset, --dim) whose item embeddings become the LLM's item "
+                "tokens, frozen (E4SRec). Default: an item table learned from scratch."})
+    lora_r: int = field(default=8, metadata={"help": "itemhead: LoRA rank on the attention projections (alpha 2r)."})
     eval_k: int = field(default=10, metadata={"help": "K of the validation NDCG@K that early stopping watches."})
     candidates: int = field(default=0, metadata={"help": "Also export each user's top-N candidates for the train "
                                                  "(per prefix), valid and test splits (0: none)."})
@@ -86,12 +104,15 @@ def build_model(config: CollabConfig, data: CollabData) -> CollabModel:
         return SASRec(data.n_items, config.max_len, config.dim, config.n_layers, config.n_heads, config.dropout)
     if config.model == "bpr":
         return BPR(data.n_items, data.users, config.dim)
+    if config.model == "itemhead":
+        return ItemHeadLLM(data.n_items, config.llm, config.dim, config.max_len, config.lora_r, config.dropout,
+                           frozen_items=config.item_embeddings is not None)
     return EASE(data.n_items)
 
 
 def check_config(config: CollabConfig) -> None:
     check_at_least(config, {}, positive=("dim", "max_len", "n_layers", "epochs", "patience", "eval_k", "n_heads",
-                                         "batch_size", "lr"))
+                                         "batch_size", "lr", "lora_r"))
     if config.model == "sasrec" and config.dim % config.n_heads:
         raise LlmrecError(f"--dim {config.dim} must be divisible by --n_heads {config.n_heads}")
     if not 0 <= config.dropout < 1:
@@ -100,6 +121,8 @@ def check_config(config: CollabConfig) -> None:
         raise LlmrecError("--lambdas must be one or more positive numbers")
     if config.candidates < 0:
         raise LlmrecError("--candidates must be >= 0")
+    if config.item_embeddings and config.model != "itemhead":
+        raise LlmrecError("--item_embeddings is an itemhead option (the LLM's item tokens)")
     if config.text_encoder and (not config.text_weights or min(config.text_weights) < 0):
         raise LlmrecError("--text_weights must be one or more numbers >= 0")
 
@@ -137,10 +160,11 @@ def settings_key(config: CollabConfig) -> dict[str, Any]:
 
 # -- fitting -------------------------------------------------------------------------------------------------
 def fit_gradient(model: CollabModel, data: CollabData, valid, config: CollabConfig, out: Path) -> dict[str, Any]:
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.resolved("lr"),
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.resolved("lr"),
                                  weight_decay=config.resolved("weight_decay"))
     checkpoint = out / "checkpoint"
-    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": [], "settings": settings_key(config)}
+    # seconds: training time of the epochs done so far, so a resumed run reports the whole run's time
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": [], "settings": settings_key(config), "seconds": 0.0}
     best = {k: v.clone() for k, v in model.state_dict().items()}
     if (checkpoint / "state.json").exists():
         saved = read_json(checkpoint / "state.json")
@@ -148,12 +172,14 @@ def fit_gradient(model: CollabModel, data: CollabData, valid, config: CollabConf
             raise LlmrecError(f"{checkpoint}: made with other settings; pass --overwrite to start over")
         state, best = load_state(checkpoint, model, optimizer)
         print(f"resuming {out} after epoch {state['epoch']}")
+    earlier = state.get("seconds", 0.0)
     batch_size = config.resolved("batch_size")
     bar = tqdm(range(state["epoch"], config.epochs), initial=state["epoch"], total=config.epochs,
                desc=f"{config.model} epochs")
     for epoch in bar:
         if epoch - state["best_epoch"] >= config.patience and state["history"]:
             break
+        epoch_start = time.perf_counter()
         # Randomness is a function of (seed, epoch), so a resumed run continues exactly as an unbroken one.
         torch.manual_seed(config.seed * 100_003 + epoch)
         rng = np.random.default_rng([config.seed, epoch])
@@ -175,10 +201,12 @@ def fit_gradient(model: CollabModel, data: CollabData, valid, config: CollabConf
             state.update(best=ndcg, best_epoch=epoch + 1)
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         state["epoch"] = epoch + 1
+        state["seconds"] = round(state.get("seconds", 0.0) + time.perf_counter() - epoch_start, 1)
         bar.set_postfix(loss=f"{total / max(steps, 1):.4f}", ndcg=f"{ndcg:.4f}", best=f"{state['best']:.4f}")
         save_state(checkpoint, model, best, optimizer, state)
     model.load_state_dict(best)
-    return {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "history": state["history"]}
+    return {"epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "history": state["history"],
+            "resumed_seconds": earlier}
 
 
 def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig, side: np.ndarray | None) -> dict[str, Any]:
@@ -199,7 +227,7 @@ def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig, side: n
 
 def init_item_embeddings(model: CollabModel, vectors: np.ndarray, seed: int) -> None:
     """Overwrite the item embedding rows with the PCA of the items' text vectors, at the rows' own scale."""
-    rows = model.item_emb.weight[1:] if isinstance(model, SASRec) else model.item_emb.weight  # SASRec: row 0 pads
+    rows = model.item_emb.weight[1:] if isinstance(model, NextItemModel) else model.item_emb.weight  # row 0 pads
     with torch.no_grad():
         rows.copy_(torch.from_numpy(pca_init(vectors, rows.shape[1], rows.std().item(), seed)))
 
@@ -217,14 +245,20 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
     valid = data.split(dataset, "valid")
     if not valid.users:
         raise LlmrecError(f"{dataset.path}: the valid split is empty; early stopping and model choice need it")
-    if config.model == "sasrec" and not any(len(s) > 1 for s in data.train):
-        raise LlmrecError(f"{dataset.path}: no user has two training items, so SASRec has no next-item target")
+    sequential = config.model in ("sasrec", "itemhead")
+    if sequential and not any(len(s) > 1 for s in data.train):
+        raise LlmrecError(f"{dataset.path}: no user has two training items, so {config.model} has no next-item "
+                          "target")
     if config.threads:
         torch.set_num_threads(config.threads)
     else:
         use_every_core()
     torch.manual_seed(config.seed)
     model = build_model(config, data)
+    if config.item_embeddings:
+        model.take_item_embeddings(load_collab(config.item_embeddings, dataset))
+    if model.prefers_accelerator:
+        model.to(pick_device())
     start = time.perf_counter()
     vectors = catalog_text_vectors(dataset, config.text_encoder) if config.text_encoder else None
     if isinstance(model, EASE):
@@ -233,9 +267,10 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
         if vectors is not None:  # a resumed run then loads its checkpoint over it
             init_item_embeddings(model, vectors, config.seed)
         result = fit_gradient(model, data, valid, config, out)
-    result["train_seconds"] = round(time.perf_counter() - start, 1)
+    # A resumed run adds the epochs that earlier processes trained (their set-up is not counted).
+    result["train_seconds"] = round(time.perf_counter() - start + result.pop("resumed_seconds", 0.0), 1)
     result["threads"] = torch.get_num_threads()
-    result["skipped_users"] = sum(len(s) < 2 for s in data.train) if config.model == "sasrec" else 0
+    result["skipped_users"] = sum(len(s) < 2 for s in data.train) if sequential else 0
 
     rank_config = RankEvalConfig(data=config.data, output="", split="valid", ks=[1, 5, 10, 20], n_bootstrap=1000)
     evaluation = evaluate(dataset, split_records(model, data, valid, max(rank_config.ks)), rank_config)

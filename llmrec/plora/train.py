@@ -145,6 +145,7 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
     result: dict[str, Any] = {
         "train_seconds": round(seconds, 1), "train_rows": len(train), "cold_start_rows": len(train) - known,
         "resumed_from": checkpoint, "threads": threads, "bf16": bool(args.bf16),
+        "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
         "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e],
     }
     if trainer.is_world_process_zero():

@@ -1,32 +1,29 @@
-"""Load the model to fine-tune: pretrained (hub id, path or embedded default) or from scratch; add the
-item index's tokens; build the PEFT config (LoRA, or QLoRA on a 4-bit model) from TRL's ModelConfig."""
+"""Load the model to fine-tune: pretrained (hub id, path or embedded default) or from scratch (a vocabulary of
+the item tokens only: `scratch.py`); add the item index's tokens; build the PEFT config (LoRA, or QLoRA on a
+4-bit model) from TRL's ModelConfig."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.hub.resolve import resolve_model
 from llmrec.training.config import RecArguments
+from llmrec.training.scratch import scratch_model, scratch_tokenizer
 
 
 def load_for_training(margs: ModelConfig, rec: RecArguments, index: ItemIndex) -> tuple[Any, Any, Any]:
     """-> (model, tokenizer, peft_config or None). The index's new tokens are added and embeddings resized."""
     path = resolve_model(margs.model_name_or_path or "smollm2-135m")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if rec.model_init == "scratch":
-        config = AutoConfig.from_pretrained(path)
-        config.update({"hidden_size": rec.scratch_hidden_size, "num_hidden_layers": rec.scratch_layers,
-                       "num_attention_heads": rec.scratch_heads, "num_key_value_heads": rec.scratch_heads,
-                       "intermediate_size": 4 * rec.scratch_hidden_size, "head_dim": None})
-        if hasattr(config, "head_dim"):
-            config.head_dim = rec.scratch_hidden_size // rec.scratch_heads
-        model = AutoModelForCausalLM.from_config(config)
+    if rec.model_init == "scratch":  # only the architecture of `path`; the vocabulary is the index's tokens
+        tokenizer = scratch_tokenizer(index)
+        model = scratch_model(path, tokenizer, rec.scratch_hidden_size, rec.scratch_layers, rec.scratch_heads)
     else:
+        tokenizer = AutoTokenizer.from_pretrained(path)
         quantization = get_quantization_config(margs)
         dtype = margs.dtype if margs.dtype in (None, "auto") else getattr(torch, margs.dtype)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quantization)

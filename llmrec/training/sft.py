@@ -31,6 +31,7 @@ from llmrec.training.callbacks import RankingEvalCallback
 from llmrec.training.card import write_model_card
 from llmrec.training.config import RecArguments, RecSFTConfig
 from llmrec.training.model import load_for_training, train_embedding_rows
+from llmrec.training.scratch import check_in_vocabulary
 
 
 def check_output_dir(path: str) -> None:
@@ -75,6 +76,10 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
     set_seed(args.seed)  # new embedding rows and LoRA weights start the same in every run and on every rank
     model, tokenizer, peft_config = load_for_training(margs, rec, index)
     splits = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
+    if rec.model_init == "scratch":
+        sample = splits["train"].select(range(min(256, len(splits["train"]))))
+        check_in_vocabulary(tokenizer, [r["prompt"] if "prompt" in r else r["messages"][:-1] for r in sample],
+                            ", ".join(prompts.families))
     eval_rows = sample_rows(splits["valid"], rec.ranking_eval_users, args.seed)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=splits["train"], processing_class=tokenizer, peft_config=peft_config
