@@ -41,18 +41,24 @@ def small_sasrec(**kw) -> dict:
     return {**dict(model="sasrec", dim=16, n_layers=1, n_heads=2, dropout=0.0, max_len=8, batch_size=8, lr=1e-2), **kw}
 
 
-def test_sasrec_is_causal():
-    """Changing a later item never changes an earlier position's state."""
-    torch.manual_seed(0)
-    model = SASRec(n_items=10, max_len=6, dim=8, n_layers=2, n_heads=2).eval()
+def assert_causal_and_padding_blind(model, atol: float | None = None) -> None:
+    """Changing a later item never changes an earlier position's state, and left padding is invisible: the
+    same items with more padding in front (beside an unpadded row) give the same states."""
     a = torch.tensor([[0, 3, 5, 7, 2, 9]])
     b = a.clone()
     b[0, 4] = 4
     ha, hb = model.hidden(a), model.hidden(b)
     torch.testing.assert_close(ha[:, :4], hb[:, :4])
     assert not torch.allclose(ha[:, 4:], hb[:, 4:])
-    # Left padding is invisible: the same items with more padding in front give the same states.
-    torch.testing.assert_close(model.hidden(torch.tensor([[0, 0, 3, 5]]))[:, 2:], model.hidden(torch.tensor([[3, 5]])))
+    padded = model.hidden(torch.tensor([[0, 0, 3, 5], [1, 2, 3, 5]]))
+    tolerance = {} if atol is None else {"atol": atol, "rtol": 0}
+    torch.testing.assert_close(padded[0, 2:], model.hidden(torch.tensor([[3, 5]]))[0], **tolerance)
+    assert torch.isfinite(padded).all()  # padding positions attend to nothing real yet stay finite
+
+
+def test_sasrec_is_causal():
+    torch.manual_seed(0)
+    assert_causal_and_padding_blind(SASRec(n_items=10, max_len=6, dim=8, n_layers=2, n_heads=2).eval())
 
 
 def test_sasrec_prefix_scores_see_only_the_prefix():
