@@ -418,7 +418,8 @@ def test_fsdp_on_two_gpus_ranks_on_every_rank_and_saves_a_checkpoint_eval_rank_l
     assert_ranked_like_one_process(tmp_path / "out", ranks, setup / "ds")
 
 
-def test_eval_rank_scores_a_trained_checkpoint_end_to_end(setup, tmp_path, capsys):
+@pytest.mark.parametrize("tuning", [["--use_peft", "--lora_r", "4"], SCRATCH], ids=["lora", "scratch"])
+def test_eval_rank_scores_a_trained_checkpoint_end_to_end(setup, tmp_path, capsys, tuning):
     from llmrec.evaluation.rank import main as eval_main
 
     train_sft(
@@ -426,9 +427,7 @@ def test_eval_rank_scores_a_trained_checkpoint_end_to_end(setup, tmp_path, capsy
             argv(
                 setup,
                 tmp_path / "ckpt",
-                "--use_peft",
-                "--lora_r",
-                "4",
+                *tuning,
                 "--final_eval",
                 "false",
                 "--ranking_eval_at_start",
