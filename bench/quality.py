@@ -89,6 +89,9 @@ ROWS = [
     Row("itemhead-smollm2", "llm", collab("smollm2-itemhead.yaml", "--item_embeddings", "{row:sasrec}"),
         what="SmolLM2-135M LoRA reading SASRec's item embeddings as one token per item, linear head over the "
         "catalog (E4SRec)", seeded=True),
+    Row("itemhead+sasrec-fused", "llm", collab("fused-sasrec-itemhead.yaml", "--members", "{row:sasrec}",
+                                                "{row:itemhead-smollm2}"), retriever="sasrec",
+        what="z(SASRec) + w z(itemhead-smollm2) over the whole catalog, w chosen on valid"),
     Row("rerank-smollm2-fused", "llm", RERANK, rankings="rankings-test-fused.jsonl", retriever="sasrec",
         what="SmolLM2-135M LoRA re-ranker of SASRec's top 20 (inline scoring, SASRec's rank shown, trained on "
         "the target + distillation from SASRec), fused with SASRec (lambda on valid)"),

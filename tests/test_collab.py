@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import write
-from llmrec.collab import BPR, EASE, CollabConfig, CollabData, SASRec, load_collab, ndcg_at_k, train_collab
+from llmrec.collab import BPR, EASE, CollabConfig, CollabData, SASRec, load_collab, ndcg_at_k, top_k, train_collab
 from llmrec.collab.bpr import sample_negatives
 from llmrec.collab.candidates import prefix_records
 from llmrec.data import PrepareConfig, PreparedDataset, prepare
@@ -342,3 +342,25 @@ def test_text_encoder_initialises_sasrec_items_and_enters_ease(planted, tmp_path
         assert h["valid_ndcg@10"] == round(ndcg_at_k(by_hand, valid, 10), 5)
     assert len({h["valid_ndcg@10"] for h in result["history"]}) > 1  # alpha and lambda change the model
     assert "Item text encoder:** fake" in (tmp_path / "e" / "README.md").read_text()
+
+
+def test_fused_model_weight_zero_is_the_base_ranking_and_the_weight_is_chosen_on_valid(planted, tmp_path):
+    ease, sasrec = tmp_path / "ease", tmp_path / "sasrec"
+    train_collab(CollabConfig(data=str(planted.path), output=str(ease), model="ease", lambdas=[1.0]))
+    train_collab(CollabConfig(data=str(planted.path), output=str(sasrec), epochs=2, **small_sasrec()))
+    out = tmp_path / "fused"
+    result = train_collab(CollabConfig(data=str(planted.path), output=str(out), model="fused",
+                                       members=[str(ease), str(sasrec)], fusion_weights=[0.0, 1.0, 3.0]))
+    values = {h["weight"]: h["valid_ndcg@10"] for h in result["history"]}
+    assert result["weight"] == max(values, key=lambda w: (values[w], -w))
+    data = CollabData.from_dataset(planted)
+    valid = data.split(planted, "valid")
+    fused = load_collab(out, planted)
+    assert fused.weight == result["weight"] and ndcg_at_k(fused, valid) == pytest.approx(values[result["weight"]])
+    fused.weight = 0.0
+    base_items, _ = top_k(load_collab(ease), valid.users, valid.histories, 12)
+    fused_items, _ = top_k(fused, valid.users, valid.histories, 12)
+    np.testing.assert_array_equal(fused_items, base_items)  # weight 0: the first member's ranking exactly
+    with pytest.raises(LlmrecError, match="two --members"):
+        train_collab(CollabConfig(data=str(planted.path), output=str(tmp_path / "bad"), model="fused",
+                                  members=[str(ease)]))

@@ -12,6 +12,7 @@ from llmrec.collab.base import CollabModel
 from llmrec.collab.bpr import BPR
 from llmrec.collab.ease import EASE
 from llmrec.collab.rank import split_records
+from llmrec.collab.fused import FusedModel
 from llmrec.collab.itemhead import ItemHeadLLM
 from llmrec.collab.sasrec import SASRec
 from llmrec.collab.sequences import CollabData, SplitHistories
@@ -19,7 +20,7 @@ from llmrec.data.dataset import PreparedDataset
 from llmrec.errors import LlmrecError
 from llmrec.hardware import pick_device
 
-KINDS: dict[str, type[CollabModel]] = {cls.kind: cls for cls in (SASRec, BPR, EASE, ItemHeadLLM)}
+KINDS: dict[str, type[CollabModel]] = {cls.kind: cls for cls in (SASRec, BPR, EASE, ItemHeadLLM, FusedModel)}
 
 
 def is_collab_folder(folder: str | Path) -> bool:

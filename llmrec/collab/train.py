@@ -28,6 +28,7 @@ from llmrec.collab.bpr import BPR
 from llmrec.collab.candidates import write_candidates
 from llmrec.collab.checkpoint import load_collab
 from llmrec.collab.ease import EASE, grams
+from llmrec.collab.fused import FusedModel
 from llmrec.collab.itemhead import ItemHeadLLM
 from llmrec.collab.next_item import NextItemModel
 from llmrec.collab.rank import ndcg_at_k, split_records
@@ -43,7 +44,7 @@ from llmrec.hardware import pick_device, use_every_core
 DEFAULTS = {"sasrec": {"batch_size": 64, "lr": 1e-3, "weight_decay": 0.0},
             "bpr": {"batch_size": 2048, "lr": 3e-3, "weight_decay": 1e-5},
             "itemhead": {"batch_size": 16, "lr": 1e-3, "weight_decay": 0.0},
-            "ease": {}}
+            "ease": {}, "fused": {}}
 
 
 @dataclass
@@ -51,9 +52,9 @@ class CollabConfig:
     data: str = field(metadata={"help": "Prepared dataset folder (llmrec data prepare)."})
     output: str = field(metadata={"help": "Model folder to write (model.safetensors, config.json, llmrec.json, "
                                   "README.md)."})
-    model: Literal["sasrec", "bpr", "ease", "itemhead"] = field(default="sasrec", metadata={
-        "help": "Which model: a classic one, or itemhead (an LLM reading SASRec's item embeddings as tokens, with a "
-                "linear head over the catalog: E4SRec)."})
+    model: Literal["sasrec", "bpr", "ease", "itemhead", "fused"] = field(default="sasrec", metadata={
+        "help": "Which model: a classic one; itemhead (an LLM reading SASRec's item embeddings as tokens, with a "
+                "linear head over the catalog: E4SRec); or fused (two trained --members' scores combined)."})
     dim: int = field(default=64, metadata={"help": "sasrec/bpr: embedding (hidden) size; "
                                               "itemhead: the item tokens' ID-embedding size (= the SASRec's)."})
     max_len: int = field(default=200, metadata={"help": "sasrec/itemhead: most recent items a user is "
@@ -87,6 +88,10 @@ class CollabConfig:
         "help": "itemhead: a SASRec folder (same dataset, --dim) whose item embeddings become the LLM's item "
                 "tokens, frozen (E4SRec). Default: an item table learned from scratch."})
     lora_r: int = field(default=8, metadata={"help": "itemhead: LoRA rank on the attention projections (alpha 2r)."})
+    members: list[str] = field(default_factory=list, metadata={
+        "help": "fused: two model folders trained on this dataset; score = z(first) + w * z(second), z per user."})
+    fusion_weights: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0], metadata={
+        "help": "fused: weights w tried; the best on validation wins (0: the first member's ranking)."})
     eval_k: int = field(default=10, metadata={"help": "K of the validation NDCG@K that early stopping watches."})
     candidates: int = field(default=0, metadata={"help": "Also export each user's top-N candidates for the train "
                                                  "(per prefix), valid and test splits (0: none)."})
@@ -104,6 +109,8 @@ def build_model(config: CollabConfig, data: CollabData) -> CollabModel:
         return SASRec(data.n_items, config.max_len, config.dim, config.n_layers, config.n_heads, config.dropout)
     if config.model == "bpr":
         return BPR(data.n_items, data.users, config.dim)
+    if config.model == "fused":
+        return FusedModel(data.n_items, config.members)
     if config.model == "itemhead":
         return ItemHeadLLM(data.n_items, config.llm, config.dim, config.max_len, config.lora_r, config.dropout,
                            frozen_items=config.item_embeddings is not None)
@@ -121,6 +128,8 @@ def check_config(config: CollabConfig) -> None:
         raise LlmrecError("--lambdas must be one or more positive numbers")
     if config.candidates < 0:
         raise LlmrecError("--candidates must be >= 0")
+    if config.model == "fused" and (len(config.members) != 2 or not config.fusion_weights):
+        raise LlmrecError("--model fused needs two --members folders and one or more --fusion_weights")
     if config.item_embeddings and config.model != "itemhead":
         raise LlmrecError("--item_embeddings is an itemhead option (the LLM's item tokens)")
     if config.text_encoder and (not config.text_weights or min(config.text_weights) < 0):
@@ -225,6 +234,17 @@ def fit_ease(model: EASE, data: CollabData, valid, config: CollabConfig, side: n
     return {"lambda": best["lambda"], "text_weight": best["text_weight"], "history": history}
 
 
+def fit_fused(model: FusedModel, valid, config: CollabConfig) -> dict[str, Any]:
+    history, metric = [], f"valid_ndcg@{config.eval_k}"
+    for weight in config.fusion_weights:
+        model.weight = weight
+        history.append({"weight": weight, metric: round(ndcg_at_k(model, valid, config.eval_k), 5)})
+        print(f"fused weight {weight:g}: {metric} {history[-1][metric]:.4f}")
+    best = max(h[metric] for h in history)
+    model.weight = min(h["weight"] for h in history if h[metric] == best)
+    return {"weight": model.weight, "history": history}
+
+
 def init_item_embeddings(model: CollabModel, vectors: np.ndarray, seed: int) -> None:
     """Overwrite the item embedding rows with the PCA of the items' text vectors, at the rows' own scale."""
     rows = model.item_emb.weight[1:] if isinstance(model, NextItemModel) else model.item_emb.weight  # row 0 pads
@@ -254,6 +274,8 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
     else:
         use_every_core()
     torch.manual_seed(config.seed)
+    for member in config.members:  # before loading them: each must be a model of this catalog
+        load_collab(member, dataset)
     model = build_model(config, data)
     if config.item_embeddings:
         model.take_item_embeddings(load_collab(config.item_embeddings, dataset))
@@ -263,6 +285,8 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
     vectors = catalog_text_vectors(dataset, config.text_encoder) if config.text_encoder else None
     if isinstance(model, EASE):
         result = fit_ease(model, data, valid, config, None if vectors is None else centred_unit_rows(vectors))
+    elif isinstance(model, FusedModel):
+        result = fit_fused(model, valid, config)
     else:
         if vectors is not None:  # a resumed run then loads its checkpoint over it
             init_item_embeddings(model, vectors, config.seed)
@@ -290,10 +314,14 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
 
 def write_model_card(out: Path, config: CollabConfig, dataset: PreparedDataset, result: dict[str, Any]) -> None:
     s, m = dataset.stats, result["valid_metrics"]
-    trained = (f"lambda {result['lambda']:g}, text weight {result['text_weight']:g} chosen on validation"
-               if config.model == "ease"
-               else f"{result['epochs_run']} epochs, best at epoch {result['best_epoch']} (early stopping on "
-               f"validation NDCG@{config.eval_k}, patience {config.patience})")
+    if config.model == "ease":
+        trained = f"lambda {result['lambda']:g}, text weight {result['text_weight']:g} chosen on validation"
+    elif config.model == "fused":
+        trained = (f"z({config.members[0]}) + {result['weight']:g} x z({config.members[1]}), the weight chosen "
+                   "on validation")
+    else:
+        trained = (f"{result['epochs_run']} epochs, best at epoch {result['best_epoch']} (early stopping on "
+                   f"validation NDCG@{config.eval_k}, patience {config.patience})")
     lines = ["---", "library_name: llmrec", f"tags: [llmrec, recommendation, {config.model}]", "---",
              f"# {config.model.upper()} trained with llmrec", "",
              f"- **Data:** `{config.data}`: {s['n_users']} users, {s['n_items']} items, "
