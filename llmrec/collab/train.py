@@ -65,8 +65,8 @@ class CollabConfig:
                                                 "itemhead: on the item tokens and the LoRA."})
     epochs: int = field(default=200, metadata={"help": "sasrec/bpr/itemhead: most epochs; early stopping usually "
                                                 "ends sooner."})
-    patience: int = field(default=20, metadata={"help": "sasrec/bpr: stop after this many epochs without a better "
-                                                "validation NDCG@k."})
+    patience: int = field(default=20, metadata={"help": "sasrec/bpr/itemhead: stop after this many epochs without a "
+                                                "better validation NDCG@k."})
     batch_size: int | None = field(default=None, metadata={"help": "sasrec: sequences per step (default 64; "
                                                            "itemhead 16); bpr: pairs per step (default 2048)."})
     lr: float | None = field(default=None, metadata={"help": "sasrec/bpr/itemhead: Adam learning rate (default 1e-3 / "
