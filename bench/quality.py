@@ -100,6 +100,11 @@ ROWS = [
     Row("sft-lora-titles", "llm", llm_stage("sft", "smollm2-lora-titles.yaml", "--data", "{data}"),
         what="SmolLM2-135M LoRA generating titles (the demo's SFT), trie-constrained beam search of width 10",
         ks=BEAM_10),
+    Row("sft-lora-semantic-ids", "llm", llm_stage("sft", "smollm2-lora-semantic-ids.yaml", "--data", "{data}",
+                                                  "--index", "{row:index-rqvae}"),
+        setup=["index", "build", "--data", "{data}", "--method", "rqvae", "--output", "{row:index-rqvae}"],
+        what="SmolLM2-135M LoRA generating RQ-VAE semantic IDs (new tokens whose rows train, + title alignment "
+        "rows; LC-Rec style), trie-constrained beam search of width 10", ks=BEAM_10),
     Row("dpo-titles", "llm", llm_stage("dpo", "smollm2-dpo-titles.yaml", "--sft_checkpoint", "{row:sft-lora-titles}"),
         before="sft-lora-titles", what="sft-lora-titles after DPO (1 random negative per prompt)", ks=BEAM_10),
     Row("sdpo-titles", "llm", llm_stage("dpo", "smollm2-sdpo-titles.yaml", "--sft_checkpoint", "{row:sft-lora-titles}"),
