@@ -152,13 +152,13 @@ def test_resume_after_a_crash_gives_the_same_weights(planted, tmp_path, monkeypa
         train_collab(config)
     state_file = crashed / "checkpoint" / "state.json"
     saved = json.loads(state_file.read_text())
-    assert saved["epoch"] == 2 and saved["seconds"] > 0
+    assert saved["epoch"] == 2 and saved["seconds"] >= 0
     assert not (crashed / "llmrec.json").exists()
     state_file.write_text(json.dumps({**saved, "seconds": 1000.0}))  # as if the first two epochs took 1000 s
     monkeypatch.setattr(train_module, "ndcg_at_k", real)
     start = time.perf_counter()
     result = train_collab(config)
-    assert 1000 < result["train_seconds"] <= 1000 + time.perf_counter() - start  # the earlier epochs count
+    assert 1000 <= result["train_seconds"] <= 1000 + time.perf_counter() - start + 0.1  # earlier epochs count
     assert not (crashed / "checkpoint").exists()  # the finished folder replaced the checkpoint
     assert [h["loss"] for h in result["history"]] == [
         h["loss"] for h in json.loads((straight / "llmrec.json").read_text())["result"]["history"]]

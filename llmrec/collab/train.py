@@ -210,7 +210,7 @@ def fit_gradient(model: CollabModel, data: CollabData, valid, config: CollabConf
             state.update(best=ndcg, best_epoch=epoch + 1)
             best = {k: v.detach().clone() for k, v in model.state_dict().items()}
         state["epoch"] = epoch + 1
-        state["seconds"] = round(state.get("seconds", 0.0) + time.perf_counter() - epoch_start, 1)
+        state["seconds"] = round(state.get("seconds", 0.0) + time.perf_counter() - epoch_start, 3)
         bar.set_postfix(loss=f"{total / max(steps, 1):.4f}", ndcg=f"{ndcg:.4f}", best=f"{state['best']:.4f}")
         save_state(checkpoint, model, best, optimizer, state)
     model.load_state_dict(best)
