@@ -25,6 +25,7 @@ from transformers import AutoModel
 from llmrec.collab.next_item import NextItemModel
 from llmrec.errors import LlmrecError
 from llmrec.hardware import choose_bf16
+from llmrec.hub.resolve import resolve_model
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -41,8 +42,6 @@ class ItemHeadLLM(NextItemModel):
     def __init__(self, n_items: int, llm: str = "smollm2-135m", dim: int = 64, max_len: int = 50, lora_r: int = 8,
                  dropout: float = 0.1, frozen_items: bool = True):
         super().__init__()
-        from llmrec.hub.resolve import resolve_model
-
         self.n_items, self.llm_name, self.dim, self.max_len = n_items, llm, dim, max_len
         self.lora_r, self.dropout, self.frozen_items = lora_r, dropout, frozen_items
         backbone = AutoModel.from_pretrained(resolve_model(llm), dtype=torch.float32)  # no LM head
