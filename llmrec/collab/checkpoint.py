@@ -28,15 +28,21 @@ def is_collab_folder(folder: str | Path) -> bool:
     return path.exists() and "collab" in read_json(path)
 
 
-def load_collab(folder: str | Path, dataset: PreparedDataset | None = None) -> CollabModel:
-    """A model folder written by `train_collab`; refuses one made for another catalog than `dataset`'s."""
+def check_catalog(folder: str | Path, dataset: PreparedDataset) -> None:
+    """Refuse a model folder made for another catalog than `dataset`'s (reads llmrec.json only)."""
     from llmrec.indexing.item_index import catalog_fingerprint
 
-    folder = Path(folder)
-    info, config = read_json(folder / "llmrec.json"), dict(read_json(folder / "config.json"))
-    if dataset is not None and info.get("catalog_fingerprint") != catalog_fingerprint(dataset.items):
+    if read_json(Path(folder) / "llmrec.json").get("catalog_fingerprint") != catalog_fingerprint(dataset.items):
         raise LlmrecError(f"{folder}: this model was trained on another catalog than {dataset.path} "
                           "(fingerprint mismatch); train it on this dataset")
+
+
+def load_collab(folder: str | Path, dataset: PreparedDataset | None = None) -> CollabModel:
+    """A model folder written by `train_collab`; refuses one made for another catalog than `dataset`'s."""
+    folder = Path(folder)
+    if dataset is not None:
+        check_catalog(folder, dataset)
+    config = dict(read_json(folder / "config.json"))
     kind = config.pop("kind", None)
     if kind not in KINDS:
         raise LlmrecError(f"{folder}/config.json: unknown model kind {kind!r}; valid: {', '.join(KINDS)}")

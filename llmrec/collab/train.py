@@ -26,7 +26,7 @@ from llmrec.artifacts import atomic_dir, provenance, read_json, write_json
 from llmrec.collab.base import CollabModel
 from llmrec.collab.bpr import BPR
 from llmrec.collab.candidates import write_candidates
-from llmrec.collab.checkpoint import load_collab
+from llmrec.collab.checkpoint import check_catalog, load_collab
 from llmrec.collab.ease import EASE, grams
 from llmrec.collab.fused import FusedModel
 from llmrec.collab.itemhead import ItemHeadLLM
@@ -274,8 +274,8 @@ def train_collab(config: CollabConfig) -> dict[str, Any]:
     else:
         use_every_core()
     torch.manual_seed(config.seed)
-    for member in config.members:  # before loading them: each must be a model of this catalog
-        load_collab(member, dataset)
+    for member in config.members:  # before FusedModel loads them (once): each must be a model of this catalog
+        check_catalog(member, dataset)
     model = build_model(config, data)
     if config.item_embeddings:
         model.take_item_embeddings(load_collab(config.item_embeddings, dataset))
