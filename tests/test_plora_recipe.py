@@ -10,17 +10,22 @@ import torch
 from conftest import synthetic_dataset, tiny_model
 from llmrec.collab import CollabConfig, train_collab
 from llmrec.errors import LlmrecError
+from llmrec.indexing.item_index import ItemIndex
+from llmrec.indexing.build import IndexBuildConfig, build_index
 from llmrec.plora import load_plora
 from test_collab import small_sasrec
 
 
 @pytest.fixture(scope="module")
 def recipe_setup(tmp_path_factory, smollm2_tokenizer) -> Path:
-    """A synthetic dataset, a SASRec trained on it 2 epochs, a tiny Llama saved with SmolLM2's tokenizer."""
+    """A synthetic dataset, a SASRec trained on it 2 epochs, a 2 x 8 semantic index, a tiny Llama saved with
+    SmolLM2's tokenizer."""
     root = tmp_path_factory.mktemp("plora-recipe")
     ds = synthetic_dataset(root, n_users=20, n_items=24)
     train_collab(CollabConfig(data=str(ds.path), output=str(root / "sasrec"), epochs=2, patience=2,
                               **small_sasrec()))
+    build_index(IndexBuildConfig(data="", output="", method="rqkmeans", levels=2, codebook_size=8), ds).save(
+        root / "index")
     tiny_model(len(smollm2_tokenizer)).save_pretrained(root / "tiny")
     smollm2_tokenizer.save_pretrained(root / "tiny")
     return root
@@ -115,7 +120,7 @@ def test_eval_rank_scores_a_personalized_checkpoint_with_each_users_gate(recipe_
     settings, tokenizer = json.loads((out / "llmrec.json").read_text()), AutoTokenizer.from_pretrained(out)
     trie = ItemIndex.load(out / "item_index").trie(tokenizer)
     rows = checkpoint_rows(settings, config, dataset, None, tokenizer)
-    model, inputs = load_for_ranking(out, settings, dataset, rows)
+    model, inputs = load_for_ranking(out, dataset, rows)
     assert (inputs["user_input"] >= 0).any(1).all()  # every test user has a history the encoder knows
     alone = model_rankings(model, tokenizer, trie, rows, 3, batch_size=1, progress=False, row_inputs=inputs)
     batched = model_rankings(model, tokenizer, trie, rows, 3, batch_size=6, progress=False, row_inputs=inputs)
@@ -129,11 +134,98 @@ def test_eval_rank_scores_a_personalized_checkpoint_with_each_users_gate(recipe_
     assert any(a["scores"] != pytest.approx(c["scores"], abs=1e-4) for a, c in zip(alone, cold))
 
 
-def test_recipe_refuses_what_does_not_pass_users_through(recipe_setup, tmp_path):
+def test_semantic_ids_train_their_rows_and_rank_with_each_users_gate_during_and_after_training(recipe_setup,
+                                                                                               tmp_path, capsys):
+    """Items as new tokens: their embedding rows train beside the experts (every other row stays the base's),
+    the folder carries the resized embedding and loads onto the plain base model, and ranking evaluation runs
+    during training and after it (a forward pass without users would fail: the callback passes them)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmrec.evaluation.rank import main as eval_main
     from llmrec.plora.train import main
 
-    with pytest.raises(LlmrecError, match="final_eval: false"):
-        main(recipe_argv(recipe_setup, tmp_path / "a", "--final_eval", "true"))
+    out = tmp_path / "out"
+    main(recipe_argv(recipe_setup, out, "--index", str(recipe_setup / "index"), "--train_new_tokens", "true",
+                     "--max_steps", "3", "--ranking_eval_steps", "1", "--ranking_eval_users", "4",
+                     "--ranking_k", "3", "--final_eval", "true"))
+    result = json.loads((out / "llmrec.json").read_text())["result"]
+    assert [e["step"] for e in result["ranking_evals"]] == [0, 1, 2]  # untrained, then each step but the last
+    assert result["valid_users"] == 4 and 0 <= result["valid_metrics"]["ndcg@3"]["value"] <= 1
+
+    base = AutoModelForCausalLM.from_pretrained(recipe_setup / "tiny").get_input_embeddings().weight.detach()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    new = tokenizer.convert_tokens_to_ids(ItemIndex.load(recipe_setup / "index").new_tokens)
+    assert len(new) == len(tokenizer) - base.shape[0] > 0
+    key = "base_model.model.model.embed_tokens.weight"
+    step1, final = (load_file(folder / "adapter_model.safetensors")[key] for folder in (out / "checkpoint-1", out))
+    assert final.shape == (len(tokenizer), base.shape[1])
+    assert torch.equal(final[: base.shape[0]], base)  # the pretrained vocabulary never moves
+    assert not torch.allclose(final[new], step1[new])  # the item tokens' rows do
+
+    model = load_plora(AutoModelForCausalLM.from_pretrained(recipe_setup / "tiny"), out)
+    assert torch.equal(model.get_input_embeddings().weight, final)
+    eval_main(["--checkpoint", str(out), "--data", str(recipe_setup / "ds"), "--output", str(tmp_path / "report"),
+               "--split", "test", "--ks", "3", "--max_users", "4", "--n_bootstrap", "20"])
+    assert "4 sampled users averaged" in capsys.readouterr().out
+
+
+def test_chat_backends_answer_each_user_with_their_gate(recipe_setup, tmp_path):
+    """`llmrec eval zeroshot --backend hf` on a personalized folder: each answer is what greedy decoding gives
+    inside that user's gate alone (batched with other users and a cold-start one), the cache keys answers by
+    user, a call without users is refused, and so is the vLLM backend (it cannot mix experts per user)."""
+    from transformers import AutoTokenizer
+
+    from llmrec.data import PreparedDataset
+    from llmrec.generation.backends import GenerationSettings, TransformersChat, UserContext, VLLMChat
+    from llmrec.generation.cache import ResponseCache
+    from llmrec.plora import save_plora
+    from llmrec.plora.inference import load_personalized
+    from llmrec.plora.train import main
+    from llmrec.plora.users import user_inputs
+    from test_plora import randomize_b
+    from llmrec.zeroshot.run import ZeroShotConfig, run_zeroshot
+
+    out = tmp_path / "out"
+    main(recipe_argv(recipe_setup, out, "--max_steps", "1"))
+    trained = load_personalized(out)  # 1 step barely moves it: make the experts differ so that gates matter
+    randomize_b(trained, std=2.0)
+    save_plora(trained, out)
+    catalog = PreparedDataset.load(recipe_setup / "ds").items["item_id"].to_pylist()
+    users = [UserContext("a", tuple(catalog[:3])), UserContext("b", tuple(catalog[9:12])), UserContext("new", ())]
+    ask = [[{"role": "user", "content": "Recommend a movie."}]] * len(users)
+    settings = GenerationSettings(max_tokens=8)
+    backend, answers = TransformersChat(str(out), batch_size=3, catalog=catalog), {}
+    backend.complete(ask, settings, lambda n, c: answers.__setitem__(n, c.text), users)
+
+    model, tokenizer = load_personalized(out), AutoTokenizer.from_pretrained(out)
+    text = tokenizer.apply_chat_template(ask[0], tokenize=False, add_generation_prompt=True)
+    enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
+    alone = []
+    for user in users:
+        columns = {"user_id": [user.user_id], "history_item_ids": [list(user.history_item_ids)]}
+        with torch.no_grad(), model.personalizer.gate_for(user_inputs(model.personalizer.users, columns, catalog)):
+            ids = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        alone.append(tokenizer.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    assert [answers[n] for n in range(len(users))] == alone
+    assert len(set(alone)) > 1  # the gate changes the answer here, so the check above sees whose gate was used
+
+    keys = {ResponseCache.key(backend, ask[0], settings, user) for user in users}
+    assert len(keys) == len(users)  # one question, one cached answer per user
+    with pytest.raises(LlmrecError, match="pass users"):
+        backend.complete(ask[:1], settings, lambda n, c: None)
+    with pytest.raises(LlmrecError, match="personalized LoRA"):
+        VLLMChat(str(out))
+    config = ZeroShotConfig(data=str(recipe_setup / "ds"), output=str(tmp_path / "report"),
+                            cache=str(tmp_path / "cache"), backend="hf", model=str(out), k=3, ks=[3], n_users=4,
+                            max_tokens=8, n_bootstrap=20, max_history=3)
+    assert run_zeroshot(config, progress=False)["n_requests"] == 4
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 4
+
+
+def test_recipe_refuses_packing_and_a_missing_encoder(recipe_setup, tmp_path):
+    from llmrec.plora.train import main
+
     with pytest.raises(LlmrecError, match="packing: false"):
         main(recipe_argv(recipe_setup, tmp_path / "b", "--packing", "true"))
     with pytest.raises(LlmrecError, match="needs --encoder"):

@@ -33,7 +33,7 @@ class ScriptedLLM(ChatBackend):
     def __init__(self, answer=lambda conversation: ANSWER, crash_after=None):
         self.answer, self.crash_after, self.asked = answer, crash_after, []
 
-    def complete(self, conversations, settings, on_answer):
+    def complete(self, conversations, settings, on_answer, users=None):
         for n, c in enumerate(conversations):
             if self.crash_after is not None and len(self.asked) >= self.crash_after:
                 raise LlmrecError("connection lost")
@@ -270,7 +270,7 @@ def test_rerank_candidates_from_another_tools_rankings(toy_dataset, tmp_path):
 
 def test_empty_and_refused_answers_are_counted_as_misses(toy_dataset, tmp_path):
     class Flaky(ScriptedLLM):
-        def complete(self, conversations, settings, on_answer):
+        def complete(self, conversations, settings, on_answer, users=None):
             on_answer(0, Completion("", 10, 0))  # an empty answer
             on_answer(1, Completion("", error="request refused: prompt too long"))
 

@@ -6,6 +6,11 @@ llama.cpp's server) through the `openai` client.
 through `on_answer(position, Completion)` as soon as it exists, so a caller can cache answers one by one
 and an interrupted run loses at most the requests in flight. Constrained ranking over item tokens needs
 the model's logits and lives in `llmrec.generation.recommend` (transformers).
+
+A personalized LoRA folder (recipes/plora.py) answers each user with their own expert mixture, so its
+backend is `personalized` and needs `users` (one `UserContext` per conversation): the transformers backend
+gates each conversation on its user. vLLM refuses such a folder: its per-request LoRA would need one folded
+adapter per user, which it does not build.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llmrec.errors import LlmrecError
@@ -31,6 +38,14 @@ class Completion:
     error: str | None = None  # set when the endpoint refused this one request (e.g. prompt too long)
 
 
+@dataclass(frozen=True)
+class UserContext:
+    """Who a conversation is for, for a personalized model's gate: the user and the items the prompt shows."""
+
+    user_id: str
+    history_item_ids: tuple[str, ...]
+
+
 @dataclass
 class GenerationSettings:
     max_tokens: int = 512
@@ -42,11 +57,13 @@ class ChatBackend(ABC):
     name: str
     model: str
     endpoint: str  # where answers come from: part of the response-cache key
+    personalized: bool = False  # answers depend on the user: `complete` needs `users`, the cache keys them
 
     @abstractmethod
     def complete(self, conversations: Sequence[Conversation], settings: GenerationSettings,
-                 on_answer: OnAnswer) -> None:
-        """Answer every conversation, calling `on_answer(position, completion)` as each one finishes."""
+                 on_answer: OnAnswer, users: Sequence[UserContext] | None = None) -> None:
+        """Answer every conversation, calling `on_answer(position, completion)` as each one finishes. `users`:
+        one per conversation; only a personalized backend reads them."""
 
 
 class OpenAIChat(ChatBackend):
@@ -98,7 +115,7 @@ class OpenAIChat(ChatBackend):
                           None if choice is not None else "no choices in the response")
 
     def complete(self, conversations: Sequence[Conversation], settings: GenerationSettings,
-                 on_answer: OnAnswer) -> None:
+                 on_answer: OnAnswer, users: Sequence[UserContext] | None = None) -> None:
         if not conversations:
             return
         on_answer(0, self._one(conversations[0], settings))
@@ -115,33 +132,63 @@ class OpenAIChat(ChatBackend):
 
 class TransformersChat(ChatBackend):
     """A local causal LM with transformers' `generate`, batched with left padding. Loaded on the first
-    question, so a run answered from the cache never loads it."""
+    question, so a run answered from the cache never loads it. A personalized LoRA folder generates each
+    batch inside its users' gates (`Personalizer.gate_for`); `catalog` (the dataset's item ids in order) maps
+    the shown items to the SASRec encoder's positions."""
 
     name = "hf"
 
-    def __init__(self, model: str, batch_size: int = 8) -> None:
+    def __init__(self, model: str, batch_size: int = 8, catalog: Sequence[str] | None = None) -> None:
         from llmrec.hub.resolve import resolve_model
 
         self.path = resolve_model(model)
         self.model, self.endpoint, self.batch_size, self.lm = model, f"hf:{self.path}", batch_size, None
+        self.personalized, self.catalog = is_personalized(self.path), catalog
 
-    def complete(self, conversations: Sequence[Conversation], settings: GenerationSettings,
-                 on_answer: OnAnswer) -> None:
-        import torch
+    def _load(self) -> None:
         from transformers import AutoTokenizer
 
-        from llmrec.hub.load import load_for_inference
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+        if self.personalized:
+            from llmrec.plora.inference import load_personalized
+
+            self.lm = load_personalized(self.path)
+        else:
+            from llmrec.hub.load import load_for_inference
+
+            self.lm = load_for_inference(self.path)
+
+    def _gate(self, users: Sequence[UserContext] | None, start: int, n: int) -> AbstractContextManager:
+        """The users' gate for conversations [start, start + n) of a personalized model, else nothing."""
+        if not self.personalized:
+            return nullcontext()
+        from llmrec.plora.users import SasrecUsers, user_inputs
+
+        source = self.lm.personalizer.users
+        if users is None:
+            raise LlmrecError(f"{self.path} is a personalized LoRA: each answer depends on its user; pass users "
+                              "(llmrec eval zeroshot does)")
+        if isinstance(source, SasrecUsers) and self.catalog is None:
+            raise LlmrecError(f"{self.path}: its SASRec gate reads item positions; give the backend the dataset's "
+                              "catalog (TransformersChat(..., catalog=item ids))")
+        batch = users[start : start + n]
+        columns = {"user_id": [u.user_id for u in batch], "history_item_ids": [list(u.history_item_ids)
+                                                                                for u in batch]}
+        return self.lm.personalizer.gate_for(user_inputs(source, columns, self.catalog or []))
+
+    def complete(self, conversations: Sequence[Conversation], settings: GenerationSettings,
+                 on_answer: OnAnswer, users: Sequence[UserContext] | None = None) -> None:
+        import torch
 
         if conversations and self.lm is None:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
-            self.lm = load_for_inference(self.path)
+            self._load()
         for start in range(0, len(conversations), self.batch_size):
             texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                      for c in conversations[start : start + self.batch_size]]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.lm.device)
             sample = settings.temperature > 0
             torch.manual_seed(settings.seed)
-            with torch.no_grad():
+            with torch.no_grad(), self._gate(users, start, len(texts)):
                 out = self.lm.generate(**enc, max_new_tokens=settings.max_tokens, do_sample=sample,
                                        temperature=settings.temperature if sample else None, top_p=None, top_k=None,
                                        pad_token_id=self.tokenizer.pad_token_id)
@@ -158,17 +205,20 @@ class VLLMChat(ChatBackend):
     name = "vllm"
 
     def __init__(self, model: str, **engine_args: Any) -> None:
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise LlmrecError("--backend vllm needs vLLM: pip install 'llmrec[gpu]' (CUDA machines)") from None
         from llmrec.hub.resolve import resolve_model
 
         self.path, self.engine_args, self.llm = resolve_model(model), engine_args, None
         self.model, self.endpoint = model, f"vllm:{self.path}"
+        if is_personalized(self.path):
+            raise LlmrecError(f"{self.path} is a personalized LoRA: vLLM cannot apply a per-user expert mixture; "
+                              "use --backend hf, which gates each answer on its user")
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise LlmrecError("--backend vllm needs vLLM: pip install 'llmrec[gpu]' (CUDA machines)") from None
 
     def complete(self, conversations: Sequence[Conversation], settings: GenerationSettings,
-                 on_answer: OnAnswer) -> None:
+                 on_answer: OnAnswer, users: Sequence[UserContext] | None = None) -> None:
         from vllm import LLM, SamplingParams
 
         if not conversations:
@@ -179,6 +229,11 @@ class VLLMChat(ChatBackend):
         for n, out in enumerate(self.llm.chat(list(conversations), params)):
             answer = out.outputs[0]
             on_answer(n, Completion(answer.text, len(out.prompt_token_ids or []), len(answer.token_ids)))
+
+
+def is_personalized(path: str | os.PathLike) -> bool:
+    """A recipes/plora.py folder (plora.json beside the adapter)."""
+    return (Path(path) / "plora.json").exists()
 
 
 def _brief(error: BaseException) -> str:

@@ -1,6 +1,7 @@
 """An on-disk cache of LLM answers, so interrupted runs resume and re-runs make zero requests.
 
-One JSON file per request, named by the sha256 of (endpoint, model, conversation, generation settings):
+One JSON file per request, named by the sha256 of (endpoint, model, conversation, generation settings, and
+the user for a personalized model):
 written atomically the moment its answer arrives. Nothing secret is part of a request, so nothing
 secret reaches the cache (API keys stay in the client).
 """
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from llmrec.artifacts import write_json
 from llmrec.errors import LlmrecError
-from llmrec.generation.backends import ChatBackend, Completion, Conversation, GenerationSettings
+from llmrec.generation.backends import ChatBackend, Completion, Conversation, GenerationSettings, UserContext
 
 
 class ResponseCache:
@@ -26,9 +27,12 @@ class ResponseCache:
         self.root = Path(root)
 
     @staticmethod
-    def key(backend: ChatBackend, conversation: Conversation, settings: GenerationSettings) -> str:
+    def key(backend: ChatBackend, conversation: Conversation, settings: GenerationSettings,
+            user: UserContext | None = None) -> str:
         request = {"endpoint": backend.endpoint, "model": backend.model, "messages": conversation,
                    "settings": dataclasses.asdict(settings)}
+        if backend.personalized:  # the same question gets another answer for another user
+            request["user"] = dataclasses.asdict(user) if user else None
         return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -50,9 +54,11 @@ class ResponseCache:
 
 
 def answer_all(backend: ChatBackend, conversations: Sequence[Conversation], settings: GenerationSettings,
-               cache: ResponseCache | None, progress: bool = True) -> tuple[list[Completion], dict[str, Any]]:
-    """Every conversation's answer, from the cache where possible; returns them and the request counts."""
-    keys = [ResponseCache.key(backend, c, settings) for c in conversations]
+               cache: ResponseCache | None, progress: bool = True,
+               users: Sequence[UserContext] | None = None) -> tuple[list[Completion], dict[str, Any]]:
+    """Every conversation's answer, from the cache where possible; returns them and the request counts.
+    `users`: one per conversation, for a personalized backend."""
+    keys = [ResponseCache.key(backend, c, settings, users[n] if users else None) for n, c in enumerate(conversations)]
     answers: list[Completion | None] = [cache.get(k) if cache else None for k in keys]
     missing = [n for n, a in enumerate(answers) if a is None]
     bar = tqdm(total=len(missing), desc=f"asking {backend.model}", unit="req", disable=not progress or not missing)
@@ -65,7 +71,8 @@ def answer_all(backend: ChatBackend, conversations: Sequence[Conversation], sett
         bar.update(1)
 
     try:
-        backend.complete([conversations[n] for n in missing], settings, on_answer)
+        backend.complete([conversations[n] for n in missing], settings, on_answer,
+                         [users[n] for n in missing] if users else None)
     finally:
         bar.close()
     if any(a is None for a in answers):

@@ -66,7 +66,7 @@ def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> lis
     if (folder / "plora.json").exists():  # a personalized LoRA: each user's gate rides along with the prompts
         from llmrec.plora.inference import load_for_ranking
 
-        model, row_inputs = load_for_ranking(folder, settings, dataset, rows)
+        model, row_inputs = load_for_ranking(folder, dataset, rows)
     else:
         model = load_for_inference(folder)
     return model_rankings(model, tokenizer, index.trie(tokenizer), rows, max(config.ks), config.batch_size,

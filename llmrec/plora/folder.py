@@ -1,6 +1,7 @@
 """A personalized LoRA folder: PEFT's adapter files plus the gate, all safetensors and JSON (no pickle).
 
-    adapter_config.json, adapter_model.safetensors   PEFT's LoRA weights (A, B of every layer, all experts)
+    adapter_config.json, adapter_model.safetensors   PEFT's LoRA weights (A, B of every layer, all experts;
+                                                     the embedding too when item tokens were added and trained)
     plora.safetensors                                the router (and a learned user-id table)
     plora.json                                       K, shape, temperature, top-k, router size, the user
                                                      representation (kind, dim, encoder folder or user ids)
@@ -101,6 +102,13 @@ def _check_shapes(found: dict[str, torch.Tensor], expected: dict[str, torch.Tens
                               f"{tuple(want.shape)}")
 
 
+def _trained_embedding(model: nn.Module, adapter: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The input embedding matrix PEFT saved in the adapter file (a run whose item tokens trained), if any."""
+    layer = model.get_input_embeddings()
+    name = next(n for n, m in model.named_modules() if m is layer)
+    return adapter.get(f"base_model.model.{name}.weight")
+
+
 def load_plora(model: nn.Module, folder: str | Path, is_trainable: bool = False,
                encoder: str | Path | None = None, dataset: Any = None) -> PeftModel:
     """The base `model` (a transformers model) with the personalized adapter in `folder`; `encoder` replaces
@@ -123,9 +131,12 @@ def load_plora(model: nn.Module, folder: str | Path, is_trainable: bool = False,
     config = LoraConfig.from_pretrained(folder)
     config.inference_mode = not is_trainable
     config._register_custom_module({nn.Linear: personal_linear(settings.shape, settings.n_experts)})
-    peft_model = get_peft_model(model, config)
     adapter = load_file(folder / ADAPTER_FILE)
-    expected = get_peft_model_state_dict(peft_model)
+    embedding = _trained_embedding(model, adapter)
+    if embedding is not None and embedding.shape[0] != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(embedding.shape[0])  # items as new tokens: their rows are in the adapter
+    peft_model = get_peft_model(model, config)
+    expected = get_peft_model_state_dict(peft_model, save_embedding_layers=embedding is not None)
     fields = f"{where} (field 'n_experts' = {settings.n_experts}, shape {settings.shape}) with lora r = {config.r}"
     _check_shapes(adapter, expected, folder / ADAPTER_FILE, fields)
     set_peft_model_state_dict(peft_model, adapter)

@@ -5,9 +5,10 @@ as they are; what changes: the LoRA is `personalize`d (llmrec.plora.model) inste
 a peft_config, every row gets a `user_input` column (the SASRec encoder's positions of the row's shown history,
 or the user's row in the id table), and the trainer keeps that column and collates it beside TRL's batch.
 Checkpoints and the final folder hold the gate (plora.safetensors, plora.json) beside PEFT's adapter, and a
-resumed run reloads it; `llmrec eval rank --checkpoint` ranks with the folder (llmrec.plora.inference). Not
-yet: ranking evaluation during training (the ranking callback does not pass users through), packing (one
-user per row is needed), items as new tokens (semantic IDs).
+resumed run reloads it; `llmrec eval rank --checkpoint` ranks with the folder (llmrec.plora.inference), and
+the ranking callback hands each validation row its user input the same way. Items as new tokens (semantic
+IDs) train their embedding rows as in SFT (`train_item_tokens`); PEFT saves the resized embedding beside the
+adapter. Packing is refused: one user per row.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ from llmrec.cli import parse_args
 from llmrec.collab.checkpoint import load_collab
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError
+from llmrec.errors import LlmrecError, check_at_least
+from llmrec.evaluation.sampling import sample_rows
 from llmrec.hardware import use_every_core
 from llmrec.plora.folder import read_gate, write_gate
 from llmrec.plora.model import USER_INPUT, PLoRASettings, personalize
 from llmrec.plora.users import IdUsers, SasrecUsers, UserSource, user_inputs
 from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
 from llmrec.training.config import RecArguments, RecSFTConfig
-from llmrec.training.model import load_for_training
+from llmrec.training.callbacks import RankingEvalCallback
+from llmrec.training.model import check_item_token_decay, load_for_training, train_item_tokens
 from llmrec.training.sft import check_output_dir, load_index, resume_checkpoint
 
 
@@ -119,14 +122,10 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
         raise LlmrecError("personalized LoRA trains LoRA experts: set use_peft: true")
     if args.packing or args.padding_free:
         raise LlmrecError("personalized LoRA needs one user per row: set packing: false and padding_free: false")
-    if rec.ranking_eval_steps or rec.final_eval:
-        raise LlmrecError("ranking evaluation during training does not pass users through yet: set "
-                          "ranking_eval_steps: 0 and final_eval: false, then run llmrec eval rank --checkpoint")
+    check_at_least(rec, {"ranking_k": 1, "ranking_eval_users": 1, "ranking_batch_size": 1})
+    check_item_token_decay(rec, args.weight_decay, use_peft=True)
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)
-    if index.new_tokens:
-        raise LlmrecError("personalized LoRA does not support items as new tokens (semantic IDs) yet: train on "
-                          "titles (no --index, or a title index)")
     threads = use_every_core()
     set_seed(args.seed)
     model, tokenizer, lora_config = load_for_training(margs, rec, index)
@@ -134,8 +133,15 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
     splits = build_prompt_datasets(prompts, dataset, index, tokenizer if prompts.max_prompt_tokens else None)
     train = with_user_input(splits["train"], users, dataset)
     model = personalize(model, lora_config, p.settings(), users)
+    train_item_tokens(model, tokenizer, index, rec)  # after PEFT froze the base: the rows train beside the experts
     trainer = PLoRATrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     trainer.data_collator = UserCollator(trainer.data_collator)
+    item_ids = dataset.items["item_id"].to_pylist()
+    ranking = RankingEvalCallback(trainer, index, dataset, sample_rows(splits["valid"], rec.ranking_eval_users,
+                                  args.seed), rec.ranking_eval_steps, rec.ranking_k, rec.ranking_batch_size,
+                                  rec.ranking_eval_at_start,
+                                  inputs_for=lambda rows: {USER_INPUT: user_inputs(users, rows, item_ids)})
+    trainer.add_callback(ranking)
     start, checkpoint = time.perf_counter(), resume_checkpoint(args)
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
@@ -147,6 +153,7 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
         "resumed_from": checkpoint, "threads": threads, "bf16": bool(args.bf16),
         "train_tokens": max((e.get("num_tokens", 0) for e in log), default=0),
         "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e],
+        **ranking.summary(final=rec.final_eval),
     }
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)

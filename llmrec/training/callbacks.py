@@ -8,6 +8,7 @@ scores the same full list: the metrics are computed identically everywhere and e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,6 +21,8 @@ from llmrec.evaluation.result import Evaluation
 from llmrec.generation.ranking import model_rankings
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.indexing.trie import ItemTrie
+
+RowInputs = Callable[[Any], dict[str, torch.Tensor]]  # evaluation rows -> more model inputs, one row each
 
 
 def world_size() -> int:
@@ -67,16 +70,20 @@ def rank_on_every_process(
     batch_size: int,
     device: torch.device,
     progress: bool = False,
+    inputs_for: RowInputs | None = None,
 ) -> list[dict[str, Any]]:
     """Rankings records for every row, on every rank: each rank ranks its contiguous shard of `rows`, then
     all ranks gather all records, in row order. `device` is where the process group's collectives run (the
-    rank's GPU under NCCL, the CPU under gloo). With one process this is `model_rankings`."""
+    rank's GPU under NCCL, the CPU under gloo). With one process this is `model_rankings`. `inputs_for(rows)`:
+    more model inputs for those rows (a personalized LoRA's user_input), built per shard."""
     n = world_size()
     if n == 1:
-        return model_rankings(model, tokenizer, trie, rows, k, batch_size, progress)
+        return model_rankings(model, tokenizer, trie, rows, k, batch_size, progress,
+                              inputs_for(rows) if inputs_for else None)
     synced = Lockstep(model, device)
     shard = rows.shard(num_shards=n, index=dist.get_rank(), contiguous=True)
-    records = model_rankings(synced, tokenizer, trie, shard, k, batch_size, progress and dist.get_rank() == 0)
+    records = model_rankings(synced, tokenizer, trie, shard, k, batch_size, progress and dist.get_rank() == 0,
+                             inputs_for(shard) if inputs_for else None)
     synced.finish()
     gathered: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     dist.all_gather_object(gathered, records)
@@ -97,8 +104,9 @@ class RankingEvalCallback(TrainerCallback):
         batch_size: int,
         at_start: bool,
         trie: ItemTrie | None = None,
+        inputs_for: RowInputs | None = None,
     ):
-        self.trainer, self.dataset, self.rows = trainer, dataset, rows
+        self.trainer, self.dataset, self.rows, self.inputs_for = trainer, dataset, rows, inputs_for
         # once: every evaluation decodes over the same catalog (a caller that has the trie passes it)
         self.trie = trie or index.trie(trainer.processing_class)
         self.every, self.k, self.batch_size, self.at_start = every, k, batch_size, at_start
@@ -109,10 +117,19 @@ class RankingEvalCallback(TrainerCallback):
         accelerator, tokenizer = self.trainer.accelerator, self.trainer.processing_class
         model, device = accelerator.unwrap_model(self.trainer.model), accelerator.device
         records = rank_on_every_process(
-            model, tokenizer, self.trie, self.rows, self.k, self.batch_size, device, progress
+            model, tokenizer, self.trie, self.rows, self.k, self.batch_size, device, progress, self.inputs_for
         )
         config = RankEvalConfig(data="", output="", split="valid", ks=[self.k], n_bootstrap=200)
         return evaluate(self.dataset, records, config, users=set(self.rows["user_id"]))
+
+    def summary(self, final: bool) -> dict[str, Any]:
+        """The run's ranking results for llmrec.json: the evaluations during training and, when `final`, a
+        last one now (with progress), on every rank."""
+        out: dict[str, Any] = {}
+        if final:
+            metrics = self.evaluate(progress=True).metrics
+            out = {"valid_metrics": {k: v for k, v in metrics.items() if "@" in k}, "valid_users": len(self.rows)}
+        return {**out, "ranking_evals": self.history}
 
     def run(self, step: int) -> dict[str, float]:
         metrics = self.evaluate().metrics

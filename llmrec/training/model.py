@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
+from llmrec.errors import LlmrecError
 from llmrec.indexing.item_index import ItemIndex
 from llmrec.hub.resolve import resolve_model
 from llmrec.training.config import RecArguments
@@ -29,6 +30,23 @@ def load_for_training(margs: ModelConfig, rec: RecArguments, index: ItemIndex) -
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quantization)
     index.add_to_tokenizer(tokenizer, model)
     return model, tokenizer, get_peft_config(margs) if margs.use_peft else None
+
+
+def check_item_token_decay(rec: RecArguments, weight_decay: float, use_peft: bool) -> None:
+    """Refuse weight decay on a LoRA run whose item-token rows train: AdamW would decay every row of the
+    unfrozen embedding matrix, the pretrained vocabulary included (the gradient mask does not stop decay)."""
+    if use_peft and rec.train_new_tokens and weight_decay > 0:
+        raise LlmrecError("weight_decay > 0 with LoRA would decay every embedding row while the item tokens train; "
+                          "set weight_decay: 0 or train_new_tokens: false")
+
+
+def train_item_tokens(model: Any, tokenizer: Any, index: ItemIndex, rec: RecArguments) -> list[int]:
+    """Under LoRA with `train_new_tokens`, make the index's new tokens' embedding rows trainable
+    (`train_embedding_rows`) -> their token ids ([] when nothing was unfrozen)."""
+    new_ids = tokenizer.convert_tokens_to_ids(index.new_tokens) if rec.train_new_tokens else []
+    if new_ids:
+        train_embedding_rows(model, new_ids)
+    return new_ids
 
 
 def train_embedding_rows(model: Any, token_ids: list[int]) -> None:

@@ -30,7 +30,7 @@ from llmrec.prompts.build import PromptBuildConfig, build_prompt_datasets
 from llmrec.training.callbacks import RankingEvalCallback
 from llmrec.training.card import write_model_card
 from llmrec.training.config import RecArguments, RecSFTConfig
-from llmrec.training.model import load_for_training, train_embedding_rows
+from llmrec.training.model import check_item_token_decay, load_for_training, train_item_tokens
 from llmrec.training.scratch import check_in_vocabulary
 
 
@@ -65,11 +65,7 @@ def resume_checkpoint(args: RecSFTConfig) -> str | None:
 def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig, margs: ModelConfig) -> dict[str, Any]:
     check_output_dir(args.output_dir)
     check_at_least(rec, {"ranking_k": 1, "ranking_eval_users": 1, "ranking_batch_size": 1})
-    if margs.use_peft and rec.train_new_tokens and args.weight_decay > 0:
-        raise LlmrecError(
-            "weight_decay > 0 with LoRA would decay every embedding row while the item tokens train; "
-            "set weight_decay: 0 or train_new_tokens: false"
-        )
+    check_item_token_decay(rec, args.weight_decay, margs.use_peft)
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)
     threads = use_every_core()
@@ -84,9 +80,8 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=splits["train"], processing_class=tokenizer, peft_config=peft_config
     )
-    new_ids = tokenizer.convert_tokens_to_ids(index.new_tokens)
-    if peft_config is not None and new_ids and rec.train_new_tokens:
-        train_embedding_rows(trainer.model, new_ids)
+    if peft_config is not None:
+        train_item_tokens(trainer.model, tokenizer, index, rec)
     # Building its trie also checks, before any training, that the tokenizer holds the index's tokens.
     ranking = RankingEvalCallback(
         trainer,
@@ -113,11 +108,8 @@ def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig,
         "bf16": bool(args.bf16),
         "loss_history": [(e["step"], e["loss"]) for e in log if "loss" in e],
     }
-    if rec.final_eval:  # on every rank: a sharded model (FSDP, ZeRO-3) needs them all for each forward pass
-        final = ranking.evaluate(progress=True)
-        result["valid_metrics"] = {k: v for k, v in final.metrics.items() if "@" in k}
-        result["valid_users"] = len(eval_rows)
-    result["ranking_evals"] = ranking.history
+    # on every rank: a sharded model (FSDP, ZeRO-3) needs them all for each forward pass
+    result.update(ranking.summary(final=rec.final_eval))
     if trainer.is_world_process_zero():
         out = Path(args.output_dir)
         index.save(out / "item_index", overwrite=True)

@@ -13,6 +13,7 @@ import dataclasses
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from llmrec.errors import LlmrecError, check_at_least
 from llmrec.evaluation.metrics import rating_errors
 from llmrec.evaluation.rank import RankEvalConfig, evaluate, protocol_line, save_report
 from llmrec.evaluation.stats import bootstrap_ci
-from llmrec.generation.backends import ChatBackend, Completion, GenerationSettings
+from llmrec.generation.backends import ChatBackend, Completion, GenerationSettings, UserContext
 from llmrec.generation.cache import ResponseCache, answer_all
 from llmrec.grounding import Grounded, TitleGrounder, parse_list
 from llmrec.prompts.templates import load_family
@@ -89,14 +90,15 @@ class ZeroShotConfig:
     overwrite: bool = field(default=False, metadata={"help": "Replace --output if it exists."})
 
 
-def make_backend(c: ZeroShotConfig) -> ChatBackend:
+def make_backend(c: ZeroShotConfig, catalog: Sequence[str] | None = None) -> ChatBackend:
+    """`catalog`: the dataset's item ids in order, for a personalized model's SASRec gate (hf backend)."""
     from llmrec.generation.backends import OpenAIChat, TransformersChat, VLLMChat
 
     if c.backend == "openai":
         if not c.base_url:
             raise LlmrecError("--backend openai needs --base_url (e.g. https://api.openai.com/v1)")
         return OpenAIChat(c.base_url, c.model, c.api_key_env, c.concurrency, c.timeout, c.max_retries)
-    return TransformersChat(c.model, c.batch_size) if c.backend == "hf" else VLLMChat(c.model)
+    return TransformersChat(c.model, c.batch_size, catalog) if c.backend == "hf" else VLLMChat(c.model)
 
 
 def parse_rating(answer: str) -> float | None:
@@ -126,10 +128,11 @@ def run_zeroshot(c: ZeroShotConfig, backend: ChatBackend | None = None, progress
     requests = build_requests(dataset, c.scenario, family, template, rows, max_history=c.max_history,
                               cold_start_history=c.cold_start_history, k=c.k, candidates=cands,
                               system_prompt=c.system_prompt)
-    backend = backend or make_backend(c)
+    backend = backend or make_backend(c, dataset.items["item_id"].to_pylist())
     cache = ResponseCache(Path(c.cache) if c.cache else cache_dir("responses"))
     settings = GenerationSettings(c.max_tokens, c.temperature, c.seed)
-    answers, usage = answer_all(backend, [r.conversation for r in requests], settings, cache, progress)
+    users = [UserContext(r.user_id, tuple(r.history_item_ids)) for r in requests]
+    answers, usage = answer_all(backend, [r.conversation for r in requests], settings, cache, progress, users)
     about = {"backend": backend.name, "model": backend.model, "scenario": c.scenario, "family": family.name,
              "template": template.id, **usage}
     if c.scenario == "rating":
