@@ -62,6 +62,7 @@ def collab(config: str, *extra: str) -> list[str]:
 
 RERANK = ["train", "rerank", "--config", str(CONFIGS / "smollm2-rerank.yaml"), "--data", "{data}",
           "--retriever", "{row:sasrec}", "--output_dir", "{out}"]
+RERANK_ZERO_SHOT = [*RERANK, "--zero_shot", "true"]  # the same prompts and scoring, nothing trained
 # Generative rows rank by beam search, whose width is the largest K: 10 instead of 20 scores 943 users in
 # about 6 instead of 17 minutes on 2 CPU cores; their @20 metrics are then not measured ("-").
 BEAM_10 = (1, 5, 10)
@@ -101,6 +102,11 @@ ROWS = [
         "the target + distillation from SASRec), fused with SASRec (lambda on valid)"),
     Row("rerank-smollm2-llm-order", "llm", RERANK, rankings="rankings-test-llm.jsonl", retriever="sasrec",
         what="the same re-ranker's own order of SASRec's top 20"),
+    Row("rerank-zeroshot-fused", "llm", RERANK_ZERO_SHOT, rankings="rankings-test-fused.jsonl", retriever="sasrec",
+        what="SmolLM2-135M zero-shot (no training) re-ranking SASRec's top 20 with the same prompts and scoring, "
+        "fused with SASRec (lambda on valid)"),
+    Row("rerank-zeroshot-llm-order", "llm", RERANK_ZERO_SHOT, rankings="rankings-test-llm.jsonl",
+        retriever="sasrec", what="the zero-shot re-ranker's own order of SASRec's top 20"),
     Row("sft-lora-titles", "llm", llm_stage("sft", "smollm2-lora-titles.yaml", "--data", "{data}"),
         what="SmolLM2-135M LoRA generating titles (the demo's SFT), trie-constrained beam search of width 10",
         ks=BEAM_10),
@@ -214,7 +220,8 @@ def other_seeds(row: Row, entry: dict[str, Any], seeds: list[int], args: argpars
 
 def row_folder(row: Row) -> str:
     """Rows that read one training run's different outputs share its folder."""
-    return "rerank-smollm2" if row.train == RERANK else row.name
+    shared = {tuple(RERANK): "rerank-smollm2", tuple(RERANK_ZERO_SHOT): "rerank-smollm2-zeroshot"}
+    return shared.get(tuple(row.train), row.name)
 
 
 def paired_tests(rows: list[dict[str, Any]]) -> None:

@@ -234,6 +234,19 @@ def test_a_sample_of_users_and_the_untrained_reference_line(tmp_path, smollm2_to
     assert len(users) == 7 and len(set(users)) == 7
     fused, retriever_line = result["test"][-1], result["test"][1]
     assert fused["ndcg@10"] == retriever_line["ndcg@10"]  # lambda 0 gives back the retriever, on the sample too
+    # --zero_shot: the base model is the scorer, so its own order is the untrained line above, and nothing trains.
+    zero = tmp_path / "zero-shot"
+    main(["--data", str(ds.path), "--retriever", str(retriever), "--n_candidates", "5", "--model_name_or_path",
+          str(base), "--output_dir", str(zero), "--report_to", "none", "--use_cpu", "--scoring", "inline",
+          "--max_eval_users", "7", "--lambdas", "0", "--zero_shot", "true"])
+    shot = json.loads((zero / "llmrec.json").read_text())["result"]
+    untrained = next(line for line in result["test"] if line["name"] == "untrained llm order")
+    llm_order = next(line for line in shot["test"] if line["name"] == "llm order")
+    assert llm_order["ndcg@10"] == untrained["ndcg@10"] and llm_order["recall@10"] == untrained["recall@10"]
+    assert shot["train_seconds"] == 0 and not (zero / "adapter_config.json").exists()
+    with pytest.raises(LlmrecError, match="zero_shot"):
+        main(["--data", str(ds.path), "--retriever", str(retriever), "--output_dir", str(tmp_path / "y"),
+              "--zero_shot", "true", "--score_untrained", "true"])
     with pytest.raises(LlmrecError, match="score_orders"):
         main(["--data", str(ds.path), "--retriever", str(retriever), "--output_dir", str(tmp_path / "x"),
               "--score_orders", "3"])

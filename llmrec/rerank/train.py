@@ -74,6 +74,9 @@ class RerankArguments:
     score_batch_size: int = field(default=16, metadata={"help": "Prompts per scoring forward pass."})
     eval_only: bool = field(default=False, metadata={"help": "Skip training: score the adapter already saved in "
                                                      "output_dir (fusion and the test comparison)."})
+    zero_shot: bool = field(default=False, metadata={"help": "Skip training: score the base model itself (the "
+                                                     "zero-shot re-ranker's row; fusion and the test comparison "
+                                                     "as for a trained one)."})
 
 
 @dataclass
@@ -109,11 +112,14 @@ class RerankTrainer(Trainer):
 
 
 def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> dict[str, Any]:
-    """Train (unless --eval_only), save, then score valid/test, choose lambda and compare the four orders."""
+    """Train (unless --eval_only or --zero_shot), save, then score valid/test, choose lambda and compare the
+    orders."""
     import datasets
     from peft import get_peft_model
 
     check_output_dir(args.output_dir)
+    if r.zero_shot and (r.eval_only or r.score_untrained):
+        raise LlmrecError("--zero_shot scores the base model already: drop --eval_only and --score_untrained")
     out = Path(args.output_dir)
     dataset = PreparedDataset.load(r.data)
     titles = [shorten_title(t, r.max_title_chars) for t in title_strings(dataset.items)[0]]
@@ -133,6 +139,10 @@ def train_rerank(r: RerankArguments, args: RerankConfig, margs: ModelConfig) -> 
             raise LlmrecError(f"{out}: no trained re-ranker to score (--eval_only)")
         result.update(previous_training(out))
         scorer = load_for_inference(out, merge=True)
+    elif r.zero_shot:
+        out.mkdir(parents=True, exist_ok=True)
+        result["train_seconds"] = 0.0
+        scorer = load_for_inference(path)
     else:
         set_seed(args.seed)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -194,14 +204,15 @@ def write_model_card(out: Path, r: RerankArguments, args: RerankConfig, margs: M
     losses = result.get("loss_history")
     lines = ["---", "library_name: peft" if margs.use_peft else "library_name: transformers",
              "tags: [llmrec, recommendation, reranking]", f"base_model: {margs.model_name_or_path}", "---",
-             "# LLM re-ranker trained with llmrec", "",
+             "# LLM re-ranker " + ("scored zero-shot" if r.zero_shot else "trained") + " with llmrec", "",
              f"- **Retriever:** `{r.retriever}`, top {r.n_candidates} candidates; ranks shown: {r.show_ranks}; "
              f"scoring: {r.scoring}; distillation weight {r.distill_weight:g}",
              f"- **Data:** `{r.data}`; {result['train_rows']['rows']} training prompts from training prefixes "
              f"(~{result['prompt_tokens_mean']:.0f} tokens each), history <= {r.max_history} titles",
-             f"- **Training:** lr {args.learning_rate}, batch {args.per_device_train_batch_size}, bf16 {args.bf16}, "
-             f"{result.get('train_seconds', '?')} s; loss "
-             + (f"{losses[0][1]:.3f} -> {losses[-1][1]:.3f}" if losses else "-"),
+             ("- **Training:** none (--zero_shot: the base model scores the candidates)" if r.zero_shot else
+              f"- **Training:** lr {args.learning_rate}, batch {args.per_device_train_batch_size}, bf16 {args.bf16}, "
+              f"{result.get('train_seconds', '?')} s; loss "
+              + (f"{losses[0][1]:.3f} -> {losses[-1][1]:.3f}" if losses else "-")),
              f"- **Fusion:** lambda {result['fusion_lambda']:g} chosen on validation NDCG@10", "",
              "## Test (the same candidates in four orders; paired tests on NDCG@10)", "", "```",
              format_summary(result["test"]), "```", ""]
