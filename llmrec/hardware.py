@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -10,6 +12,18 @@ import torch
 def pick_device() -> torch.device:
     """The CUDA GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def deterministic_torch() -> Iterator[None]:
+    """torch's deterministic kernels inside (restored after): e.g. a codebook lookup's backward accumulates
+    rows with threads racing on CPU, so the same seed gave another index on every build."""
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
 
 
 def cpu_has_bf16() -> bool:

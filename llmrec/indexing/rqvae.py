@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmrec.hardware import deterministic_torch
 from llmrec.indexing.quantize import kmeans_codebook, sinkhorn_assign
 
 
@@ -114,7 +115,13 @@ class RQVAE(nn.Module):
 
 
 def train_rqvae(x: np.ndarray, s: RQVAESettings, log_every: int = 0) -> tuple[RQVAE, np.ndarray, float]:
-    """Fit an RQ-VAE on (N, D) embeddings; returns the model, codes (N, L) and the final reconstruction MSE."""
+    """Fit an RQ-VAE on (N, D) embeddings; returns the model, codes (N, L) and the final reconstruction MSE.
+    The same settings and embeddings give the same codes on every run (deterministic kernels)."""
+    with deterministic_torch():
+        return _train_rqvae(x, s, log_every)
+
+
+def _train_rqvae(x: np.ndarray, s: RQVAESettings, log_every: int) -> tuple[RQVAE, np.ndarray, float]:
     torch.manual_seed(s.seed)
     gen = torch.Generator().manual_seed(s.seed)
     data = torch.from_numpy(x.astype(np.float32))  # (N, D)
