@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from llmrec.errors import LlmrecError
@@ -139,7 +138,7 @@ class TransformersChat(ChatBackend):
     name = "hf"
 
     def __init__(self, model: str, batch_size: int = 8, catalog: Sequence[str] | None = None) -> None:
-        from llmrec.hub.resolve import resolve_model
+        from llmrec.hub.resolve import is_personalized, resolve_model
 
         self.path = resolve_model(model)
         self.model, self.endpoint, self.batch_size, self.lm = model, f"hf:{self.path}", batch_size, None
@@ -205,7 +204,7 @@ class VLLMChat(ChatBackend):
     name = "vllm"
 
     def __init__(self, model: str, **engine_args: Any) -> None:
-        from llmrec.hub.resolve import resolve_model
+        from llmrec.hub.resolve import is_personalized, resolve_model
 
         self.path, self.engine_args, self.llm = resolve_model(model), engine_args, None
         self.model, self.endpoint = model, f"vllm:{self.path}"
@@ -229,11 +228,6 @@ class VLLMChat(ChatBackend):
         for n, out in enumerate(self.llm.chat(list(conversations), params)):
             answer = out.outputs[0]
             on_answer(n, Completion(answer.text, len(out.prompt_token_ids or []), len(answer.token_ids)))
-
-
-def is_personalized(path: str | os.PathLike) -> bool:
-    """A recipes/plora.py folder (plora.json beside the adapter)."""
-    return (Path(path) / "plora.json").exists()
 
 
 def _brief(error: BaseException) -> str:

@@ -55,6 +55,7 @@ def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> lis
 
     from llmrec.artifacts import read_json
     from llmrec.hub.load import load_for_inference
+    from llmrec.hub.resolve import is_personalized
 
     folder = Path(config.checkpoint)
     settings = read_json(folder / "llmrec.json")
@@ -63,7 +64,7 @@ def checkpoint_rankings(config: RankEvalConfig, dataset: PreparedDataset) -> lis
     tokenizer = AutoTokenizer.from_pretrained(folder)
     rows = checkpoint_rows(settings, config, dataset, index, tokenizer)  # before the model: fail fast
     row_inputs = None
-    if (folder / "plora.json").exists():  # a personalized LoRA: each user's gate rides along with the prompts
+    if is_personalized(folder):  # each user's gate rides along with the prompts
         from llmrec.plora.inference import load_for_ranking
 
         model, row_inputs = load_for_ranking(folder, dataset, rows)

@@ -10,7 +10,7 @@ import torch
 
 from llmrec.errors import LlmrecError
 from llmrec.hardware import pick_device
-from llmrec.hub.resolve import resolve_model
+from llmrec.hub.resolve import is_personalized, resolve_model
 
 
 def load_for_inference(name_or_folder: str | Path, merge: bool = False) -> Any:
@@ -18,9 +18,10 @@ def load_for_inference(name_or_folder: str | Path, merge: bool = False) -> Any:
     -> the model in float32, in eval mode, on `pick_device()`. `merge` folds LoRA into the base weights: the
     same outputs at the cost of the base model's forward pass alone."""
     path = resolve_model(str(name_or_folder))
-    if (Path(path) / "plora.json").exists():  # PEFT alone would load it as one plain LoRA summing every expert
+    if is_personalized(path):  # PEFT alone would load it as one plain LoRA summing every expert
         raise LlmrecError(f"{path} is a personalized LoRA (plora.json): its output depends on each user's gate, "
-                          "which this scorer does not pass through yet; load it with llmrec.plora.load_plora")
+                          "which this scorer does not pass; load it with llmrec.plora.inference.load_personalized "
+                          "(llmrec eval rank --checkpoint and the hf chat backend do)")
     if (Path(path) / "adapter_config.json").exists():
         from peft import AutoPeftModelForCausalLM
 

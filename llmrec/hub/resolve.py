@@ -111,3 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     (config,) = parse_args(FetchConfig, argv, prog="llmrec models fetch")
     for name in config.names:
         print(f"{name}\t{resolve_model(name)}")
+
+
+def is_personalized(path: str | Path) -> bool:
+    """A recipes/plora.py folder (plora.json beside the adapter): its outputs depend on each user's gate, so
+    every loader routes it to llmrec.plora instead of loading it as one plain LoRA."""
+    return (Path(path) / "plora.json").exists()

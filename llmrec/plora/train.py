@@ -29,7 +29,7 @@ from llmrec.cli import parse_args
 from llmrec.collab.checkpoint import load_collab
 from llmrec.collab.sequences import CollabData
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError, check_at_least
+from llmrec.errors import LlmrecError
 from llmrec.evaluation.sampling import sample_rows
 from llmrec.hardware import use_every_core
 from llmrec.plora.folder import read_gate, write_gate
@@ -122,7 +122,6 @@ def train_plora(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfi
         raise LlmrecError("personalized LoRA trains LoRA experts: set use_peft: true")
     if args.packing or args.padding_free:
         raise LlmrecError("personalized LoRA needs one user per row: set packing: false and padding_free: false")
-    check_at_least(rec, {"ranking_k": 1, "ranking_eval_users": 1, "ranking_batch_size": 1})
     check_item_token_decay(rec, args.weight_decay, use_peft=True)
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from trl import SFTConfig
 
+from llmrec.errors import check_at_least
 from llmrec.hardware import HardwareDefaults
 
 
@@ -47,6 +48,9 @@ class RecArguments:
     ranking_k: int = field(default=10, metadata={"help": "K for ranking evals (beam width of the search)."})
     ranking_batch_size: int = field(default=16, metadata={"help": "Users per batch in ranking evals."})
     final_eval: bool = field(default=True, metadata={"help": "Rank validation users after training (model card)."})
+
+    def __post_init__(self) -> None:  # checked when parsed: before any recipe loads a model
+        check_at_least(self, {"ranking_k": 1, "ranking_eval_users": 1, "ranking_batch_size": 1})
 
 
 @dataclass

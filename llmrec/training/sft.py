@@ -21,7 +21,7 @@ from trl import ModelConfig, SFTTrainer
 
 from llmrec.artifacts import write_json
 from llmrec.data.dataset import PreparedDataset
-from llmrec.errors import LlmrecError, check_at_least
+from llmrec.errors import LlmrecError
 from llmrec.evaluation.sampling import sample_rows
 from llmrec.hardware import use_every_core
 from llmrec.indexing.build import IndexBuildConfig, build_index
@@ -64,7 +64,6 @@ def resume_checkpoint(args: RecSFTConfig) -> str | None:
 
 def train_sft(prompts: PromptBuildConfig, rec: RecArguments, args: RecSFTConfig, margs: ModelConfig) -> dict[str, Any]:
     check_output_dir(args.output_dir)
-    check_at_least(rec, {"ranking_k": 1, "ranking_eval_users": 1, "ranking_batch_size": 1})
     check_item_token_decay(rec, args.weight_decay, margs.use_peft)
     dataset = PreparedDataset.load(prompts.data)
     index = load_index(prompts, dataset)
