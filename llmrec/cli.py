@@ -50,12 +50,18 @@ def usage() -> str:
 
 
 def run_guarded(fn: Callable[[], None]) -> int:
-    """Call `fn`, turning user errors into one line on stderr and exit status 2."""
+    """Call `fn`, turning user errors into one line on stderr and exit status 2; a launched rank then leaves its
+    process group (`end_process_group`)."""
     try:
         fn()
     except LlmrecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if "torch.distributed" in sys.modules:  # only a run that imported torch can have joined a group
+            from llmrec.hardware import end_process_group
+
+            end_process_group()
     return 0
 
 

@@ -26,6 +26,16 @@ def deterministic_torch() -> Iterator[None]:
         torch.use_deterministic_algorithms(was)
 
 
+def end_process_group() -> None:
+    """Leave the torch.distributed group if this process joined one (`accelerate launch`). A rank that exits
+    with its gloo group alive can abort in the group's teardown ("terminate called without an active
+    exception", SIGABRT) after its work is saved, failing the whole launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays."""
     try:

@@ -13,6 +13,7 @@ from trl import ModelConfig, TrlParser
 
 from llmrec.prompts.build import PromptBuildConfig
 from llmrec.training import callbacks, sft
+from llmrec.hardware import end_process_group
 from llmrec.training.config import RecArguments, RecSFTConfig
 
 captured = {}
@@ -56,3 +57,4 @@ Path(os.environ["LLMREC_DDP_DUMP"], f"rank{rank}.json").write_text(
         }
     )
 )
+end_process_group()  # as llmrec's own commands do on exit (llmrec.cli.run_guarded)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 
+from llmrec.hardware import end_process_group
 from llmrec.plora import train
 
 captured = {}
@@ -30,3 +31,4 @@ Path(os.environ["LLMREC_DDP_DUMP"], f"rank{rank}.json").write_text(json.dumps({
     "weights": {n: w.flatten().tolist() for n, w in weights.items()},
     "loss_history": result["loss_history"],
 }))
+end_process_group()  # as llmrec's own commands do on exit (llmrec.cli.run_guarded)
