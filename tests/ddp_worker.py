@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from trl import ModelConfig, TrlParser
 
+from llmrec.hardware import end_process_group
 from llmrec.prompts.build import PromptBuildConfig
 from llmrec.training import callbacks, sft
-from llmrec.hardware import end_process_group
 from llmrec.training.config import RecArguments, RecSFTConfig
 
 captured = {}

@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-
 from llmrec.hardware import end_process_group
 from llmrec.plora import train
 
